@@ -1,0 +1,85 @@
+"""The `pcc` command line: parses arguments and calls one Python function per command.
+
+Each area registers its commands from its own module (convert, toolkit, learned). Exit status:
+0 success, 2 bad input or arguments (one line on stderr), 1 internal failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from pcc import __version__
+from pcc.errors import InputError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pcc.cli import convert, learned, toolkit
+
+    parser = _Parser(
+        prog="pcc",
+        description="Automatic cranial implant design by point-cloud completion.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'pcc COMMAND --help' for a command's options and an example.",
+    )
+    parser.add_argument("--version", action="version", version=f"pcc {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in (learned, convert, toolkit):
+        module.register(commands)
+    return parser
+
+
+def add_command(commands: argparse._SubParsersAction, name: str, *, help: str, example: str) -> argparse.ArgumentParser:
+    """Add a sub-command whose --help ends with an example."""
+    return commands.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # the Lightning CLI parses its own arguments
+        from pcc.training import train_cli
+
+        return _guarded(lambda: train_cli(argv[1:]))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return _guarded(lambda: args.run(args))
+
+
+def _guarded(run) -> int:
+    try:
+        status = run()
+    except InputError as error:
+        sys.stderr.write(f"pcc: error: {error}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("pcc: interrupted\n")
+        return 130
+    except Exception as error:  # internal failure: short message, traceback only on request
+        if os.environ.get("PCC_DEBUG"):
+            raise
+        sys.stderr.write(f"pcc: internal error: {type(error).__name__}: {error} (set PCC_DEBUG=1 for a traceback)\n")
+        return 1
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

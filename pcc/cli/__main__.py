@@ -1,0 +1,5 @@
+import sys
+
+from pcc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,77 @@
+"""Commands that convert between volumes, point clouds and meshes."""
+
+from __future__ import annotations
+
+import argparse
+
+from pcc.cli import add_command
+from pcc.cli.paths import check_output
+from pcc.errors import InputError
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = add_command(
+        commands, "to-points", help="Sample points (world mm, outward normals) on a binary volume's surface.",
+        example="pcc to-points implant/000.nrrd -o implant_000.ply -n 16384",
+    )
+    p.add_argument("volume", help="binary volume (.nrrd, .nii, .nii.gz)")
+    p.add_argument("-o", "--output", required=True, help="cloud file: .ply, .npz or .xyz")
+    p.add_argument("-n", "--points", type=int, default=16384, help="number of points (default 16384)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--no-normals", action="store_true", help="write points only")
+    p.set_defaults(run=_to_points)
+
+    p = add_command(
+        commands, "to-volume", help="Voxelize the solid a closed surface cloud bounds onto a reference grid.",
+        example="pcc to-volume implant_000.ply -o implant_000.nrrd --like implant/000.nrrd",
+    )
+    p.add_argument("cloud", help="point cloud (.ply, .npz, .xyz) in world mm, ideally with outward normals")
+    p.add_argument("-o", "--output", required=True, help="output volume (.nrrd, .nii, .nii.gz)")
+    p.add_argument("--like", required=True, help="reference volume whose grid the output uses")
+    p.set_defaults(run=_to_volume)
+
+    p = add_command(
+        commands, "mesh", help="Surface mesh (world mm) of a binary volume, written as STL or PLY.",
+        example="pcc mesh implant/000.nrrd -o implant_000.stl",
+    )
+    p.add_argument("volume", help="binary volume (.nrrd, .nii, .nii.gz)")
+    p.add_argument("-o", "--output", required=True, help="mesh file: .stl or .ply")
+    p.set_defaults(run=_mesh)
+
+
+def _to_points(args: argparse.Namespace) -> None:
+    from pcc.cloud import PointCloud
+    from pcc.io import read_volume, write_cloud
+    from pcc.surface import volume_to_points
+    from pcc.volume import require_binary
+
+    output = check_output(args.output, args.volume)
+    if not str(output).lower().endswith((".ply", ".npz", ".xyz")):
+        raise InputError(f"{output}: point-cloud output must end in .ply, .npz or .xyz")
+    volume = require_binary(read_volume(args.volume), args.volume)
+    cloud = volume_to_points(volume, args.points, seed=args.seed)
+    write_cloud(output, PointCloud(cloud.points) if args.no_normals else cloud)
+
+
+def _to_volume(args: argparse.Namespace) -> None:
+    from pcc.io import is_volume_path, read_cloud, read_volume, write_volume
+    from pcc.voxelize import points_to_volume
+
+    output = check_output(args.output, args.cloud, args.like)
+    if not is_volume_path(output):
+        raise InputError(f"{output}: volume output must end in .nrrd, .nii or .nii.gz")
+    like = read_volume(args.like)
+    cloud = read_cloud(args.cloud)
+    write_volume(output, points_to_volume(cloud, like))
+
+
+def _mesh(args: argparse.Namespace) -> None:
+    from pcc.io import read_volume, write_mesh
+    from pcc.surface import volume_to_mesh
+    from pcc.volume import require_binary
+
+    output = check_output(args.output, args.volume)
+    if not str(output).lower().endswith((".stl", ".ply")):
+        raise InputError(f"{output}: mesh output must end in .stl or .ply")
+    volume = require_binary(read_volume(args.volume), args.volume)
+    write_mesh(output, volume_to_mesh(volume), space=volume.space)
