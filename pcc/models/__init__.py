@@ -1,0 +1,5 @@
+"""Networks (plain nn.Modules)."""
+
+from pcc.models.completion import PointCompletionNet
+
+__all__ = ["PointCompletionNet"]

@@ -1,0 +1,167 @@
+"""The implant pipeline: defective skull volume → surface cloud → network → points → implant volume.
+
+    from pcc.pipeline import load_model, design_implant
+    model = load_model()                       # shipped weights, or load_model("run.ckpt")
+    implant = design_implant(defective, model) # a Volume on the input's own grid
+
+Stages: the skull's surface is sampled (world mm); the global network places a frame on the defect;
+the local network predicts the implant's surface points with normals in that frame (several
+resamplings of the input, merged); the points are voxelized on the input's grid (pcc.voxelize);
+clean-up joins the implant to the bone rim (closing of implant ∪ skull), subtracts the skull and
+drops small fragments.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from pcc.cloud import PointCloud
+from pcc.data import SKULL_POINTS, SampleSizes
+from pcc.errors import InputError
+from pcc.frames import crop_and_sample, defect_frame, global_frame
+from pcc.volume import Volume, require_binary
+
+SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "skullfix.pt"
+LOCAL_PASSES = 4
+RIM_CLOSING_MM = 1.5
+
+
+@dataclass
+class CompletionModel:
+    """The two networks of a trained model, on one device, in eval mode."""
+
+    global_net: nn.Module
+    local_net: nn.Module
+    device: torch.device
+    source: Path
+    metadata: dict = field(default_factory=dict)
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    """'auto' → the first GPU when there is one, else the CPU; 'cuda' without a GPU is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {requested} was asked for but no CUDA GPU is available; use --device cpu or auto")
+        index = int(requested.split(":")[1]) if ":" in requested else 0
+        if index >= torch.cuda.device_count():
+            raise InputError(f"--device {requested}: this machine has {torch.cuda.device_count()} GPU(s)")
+        return torch.device(requested)
+    if requested == "cpu":
+        return torch.device("cpu")
+    raise InputError(f"unknown device {requested!r}; use auto, cpu, cuda or cuda:N")
+
+
+def load_model(path: str | Path | None = None, *, device: str = "auto") -> CompletionModel:
+    """Load shipped weights (path None) or a training checkpoint (.ckpt) / exported .pt file, offline."""
+    source = Path(path) if path is not None else SHIPPED_WEIGHTS
+    if not source.is_file():
+        raise InputError(f"model file {source} not found; give --model PATH of a pcc checkpoint")
+    target = resolve_device(device)
+    try:
+        checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+        nets = {name: _instantiate(spec) for name, spec in checkpoint["pcc_networks"].items()}
+        state = checkpoint["state_dict"]
+        for name, net in nets.items():
+            net.load_state_dict({k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")})
+    except InputError:
+        raise
+    except Exception as error:
+        raise InputError(f"{source} is not a pcc model checkpoint ({type(error).__name__}: {error})") from None
+    for net in nets.values():
+        net.to(target).eval()
+    return CompletionModel(nets["global_net"], nets["local_net"], target, source, checkpoint.get("pcc_metadata", {}))
+
+
+def _instantiate(spec: dict) -> nn.Module:
+    module_name, _, class_name = spec["class_path"].rpartition(".")
+    if not module_name.startswith("pcc."):
+        raise ValueError(f"network class {spec['class_path']} is not a pcc network")
+    return getattr(importlib.import_module(module_name), class_name)(**spec["init_args"])
+
+
+@torch.no_grad()
+def predict_implant_cloud(
+    global_net: nn.Module,
+    local_net: nn.Module,
+    skull_points: np.ndarray,
+    skull_normals: np.ndarray,
+    *,
+    passes: int = LOCAL_PASSES,
+    seed: int = 0,
+    sizes: SampleSizes = SampleSizes(),
+) -> PointCloud:
+    """Predicted implant surface points (world mm) with outward normals, from the skull's surface cloud."""
+    device = next(local_net.parameters()).device
+    rng = np.random.default_rng(seed)
+    g_frame = global_frame(skull_points)
+    chosen = rng.choice(len(skull_points), sizes.global_input, replace=len(skull_points) < sizes.global_input)
+    g_input = np.hstack([g_frame.to_local(skull_points[chosen]), skull_normals[chosen]]).astype(np.float32)
+    coarse, _, _ = global_net(torch.from_numpy(g_input)[None].to(device))
+    frame = defect_frame(g_frame.to_world(coarse[0].double().cpu().numpy()))
+    inputs = np.stack([crop_and_sample(skull_points, skull_normals, frame, sizes.local_input, rng) for _ in range(passes)])
+    _, fine, normals = local_net(torch.from_numpy(inputs).to(device))
+    points = frame.to_world(fine.reshape(-1, 3).double().cpu().numpy())
+    return PointCloud(points, normals.reshape(-1, 3).double().cpu().numpy())
+
+
+def implant_from_points(cloud: PointCloud, defective: Volume) -> np.ndarray:
+    """Voxelize predicted implant points on the defective skull's grid and clean up: (X, Y, Z) bool."""
+    from pcc.voxelize import points_to_volume
+
+    skull = defective.mask()
+    solid = points_to_volume(cloud, defective).mask()
+    if not solid.any():
+        return solid
+    radius = max(1, int(round(RIM_CLOSING_MM / float(defective.spacing.min()))))
+    nonzero = np.argwhere(solid)
+    lower = np.maximum(nonzero.min(axis=0) - 2 * radius - 2, 0)
+    upper = np.minimum(nonzero.max(axis=0) + 2 * radius + 3, skull.shape)
+    box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
+    ball = ndimage.iterate_structure(ndimage.generate_binary_structure(3, 1), radius)
+    union = np.pad(solid[box] | skull[box], radius)
+    closed = ndimage.binary_closing(union, structure=ball)[tuple(slice(radius, -radius) for _ in range(3))]
+    implant_box = ndimage.binary_fill_holes(closed & ~skull[box]) & ~skull[box]
+    implant_box = _drop_fragments(implant_box)
+    implant = np.zeros_like(skull)
+    implant[box] = implant_box
+    return implant
+
+
+def _drop_fragments(mask: np.ndarray, *, keep_fraction: float = 0.1) -> np.ndarray:
+    """Keep 26-connected components with at least keep_fraction of the largest one's voxels."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    keep = sizes >= keep_fraction * sizes.max()
+    keep[0] = False
+    return keep[labels]
+
+
+def design_implant(defective: Volume, model: CompletionModel, *, timings: dict[str, float] | None = None) -> Volume:
+    """The implant (uint8 0/1 Volume on the input's grid) for a binary defective skull volume."""
+    from pcc.surface import volume_to_points
+
+    timings = timings if timings is not None else {}
+    require_binary(defective, "the defective skull")
+    start = time.perf_counter()
+    skull = volume_to_points(defective, SKULL_POINTS, seed=0)
+    timings["cloud"] = time.perf_counter() - start
+    start = time.perf_counter()
+    cloud = predict_implant_cloud(model.global_net, model.local_net, skull.points, skull.normals)
+    timings["network"] = time.perf_counter() - start
+    start = time.perf_counter()
+    implant = implant_from_points(cloud, defective)
+    timings["voxelize_cleanup"] = time.perf_counter() - start
+    return defective.with_array(implant.astype(np.uint8))

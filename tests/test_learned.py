@@ -1,0 +1,206 @@
+"""Tests of the learned core: network, losses, data pairs, Lightning training (incl. DDP), pipeline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nrrd
+import numpy as np
+import pytest
+import torch
+
+from pcc import losses
+from pcc.data import CachedCase, SampleSizes, make_pair
+from pcc.models import PointCompletionNet
+from pcc.volume import Volume
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_SIZES = dict(global_input=256, global_target=128, local_input=256, local_target=256)
+
+
+def synthetic_case(shape=(48, 48, 40), spacing=1.5, hole_radius_mm=14.0, shift=(0.0, 0.0)):
+    """(defective, implant) boolean arrays: a hollow ellipsoid shell with a round hole on top."""
+    index = np.indices(shape).astype(float)
+    centre = (np.asarray(shape) - 1) / 2.0 + np.array([shift[0], shift[1], -6.0])
+    radii = np.array([20.0, 22.0, 18.0]) / spacing
+    r = np.sqrt(sum(((index[a] - centre[a]) / radii[a]) ** 2 for a in range(3)))
+    shell = (r <= 1.0) & (r >= 0.7)
+    top = np.array([centre[0], centre[1], centre[2] + radii[2]])
+    hole = np.sqrt(sum((index[a] - top[a]) ** 2 for a in range(3))) * spacing <= hole_radius_mm
+    return shell & ~hole, shell & hole
+
+
+def write_dataset(root: Path, count: int) -> None:
+    """A tiny dataset in the challenge layout (defective_skull/, implant/, complete_skull/)."""
+    header = {"space": "left-posterior-superior", "space directions": np.eye(3) * 1.5, "space origin": np.zeros(3), "encoding": "gzip"}
+    for folder in ("defective_skull", "implant", "complete_skull"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        defective, implant = synthetic_case(hole_radius_mm=10.0 + 2 * i, shift=(i % 3 - 1.0, 0.0))
+        for folder, array in (("defective_skull", defective), ("implant", implant), ("complete_skull", defective | implant)):
+            nrrd.write(str(root / folder / f"{i:03d}.nrrd"), array.astype(np.int32), header)
+
+
+def tiny_nets():
+    global_net = PointCompletionNet(width=16, feature_dim=32, coarse_points=32, children=1, neighbours=0)
+    local_net = PointCompletionNet(width=16, feature_dim=32, coarse_points=32, children=4, neighbours=4)
+    return global_net, local_net
+
+
+def test_network_shapes_and_unit_normals():
+    net = PointCompletionNet(width=16, feature_dim=32, coarse_points=20, children=4, neighbours=5)
+    coarse, fine, normals = net(torch.randn(3, 100, 6))
+    assert coarse.shape == (3, 20, 3) and fine.shape == (3, 80, 3) and normals.shape == (3, 80, 3)
+    assert torch.allclose(normals.norm(dim=-1), torch.ones(3, 80), atol=1e-5)
+    # fine points stay within offset_scale of their coarse point
+    offsets = fine.view(3, 20, 4, 3) - coarse[:, :, None, :]
+    assert offsets.abs().max() <= net.offset_scale + 1e-6
+
+
+def test_chamfer_matches_brute_force_and_backends_agree():
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 50, 3, generator=generator), torch.rand(2, 70, 3, generator=generator)
+    loss, _, _ = losses.chamfer_distance(x, y, backend="torch")
+    d = torch.cdist(x, y)
+    expected = d.min(dim=2).values.mean() + d.min(dim=1).values.mean()
+    assert torch.allclose(loss, expected, atol=1e-5)
+    if losses.pykeops_works():
+        keops_loss, _, _ = losses.chamfer_distance(x, y, backend="keops")
+        assert torch.allclose(keops_loss, expected, atol=1e-5)
+
+
+def test_backend_falls_back_to_torch_when_pykeops_fails(monkeypatch):
+    monkeypatch.setattr(losses, "pykeops_works", lambda: False)
+    assert losses.choose_backend("auto", torch.device("cpu")) == "torch"
+    assert losses.choose_backend("auto", torch.device("meta")) == "torch"
+    with pytest.raises(RuntimeError, match="pykeops"):
+        losses.choose_backend("keops", torch.device("cpu"))
+
+
+def test_pairs_are_normalised_and_reproducible():
+    from pcc.surface import volume_to_points
+
+    defective, implant = synthetic_case()
+    skull = volume_to_points(Volume(defective.astype(np.uint8), np.eye(3) * 1.5, np.zeros(3)), 4000)
+    part = volume_to_points(Volume(implant.astype(np.uint8), np.eye(3) * 1.5, np.zeros(3)), 1000)
+    case = CachedCase("x", skull.points, skull.normals, part.points, part.normals)
+    sizes = SampleSizes(**TINY_SIZES)
+    a = make_pair(case, sizes, np.random.default_rng(5), augment=True)
+    b = make_pair(case, sizes, np.random.default_rng(5), augment=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert a["global_input"].shape == (256, 6) and a["local_target"].shape == (256, 3)
+    assert a["global_input"][:, :3].abs().max() <= 1.0 + 0.2  # skull bbox frame (+ augmentation)
+    assert a["local_target"].norm(dim=1).max() <= 1.5  # defect frame: implant within ~1 radius
+
+
+def _tiny_config(tmp_path: Path, root: Path) -> Path:
+    config = f"""
+seed_everything: 0
+trainer:
+  accelerator: cpu
+  devices: 1
+  max_epochs: 2
+  limit_train_batches: 2
+  check_val_every_n_epoch: 1
+  log_every_n_steps: 1
+  enable_progress_bar: false
+  logger:
+    class_path: pytorch_lightning.loggers.CSVLogger
+    init_args: {{save_dir: {tmp_path / 'runs'}, name: tiny}}
+model:
+  global_net:
+    class_path: pcc.models.PointCompletionNet
+    init_args: {{width: 16, feature_dim: 32, coarse_points: 32, children: 1, neighbours: 0}}
+  local_net:
+    class_path: pcc.models.PointCompletionNet
+    init_args: {{width: 16, feature_dim: 32, coarse_points: 32, children: 4, neighbours: 4}}
+  loss:
+    class_path: pcc.losses.CompletionLoss
+    init_args: {{backend: torch}}
+data:
+  root: {root}
+  cache_dir: {tmp_path / 'cache'}
+  validation_cases: 1
+  repeats: 2
+  batch_size: 2
+  num_workers: 0
+  global_input: 256
+  global_target: 128
+  local_input: 256
+  local_target: 256
+optimizer:
+  class_path: torch.optim.AdamW
+  init_args: {{lr: 0.001}}
+"""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(config)
+    return path
+
+
+def _run_pcc(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "pcc.cli", *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_lightning_cli_trains_validates_checkpoints_and_resumes(tmp_path):
+    root = tmp_path / "data"
+    write_dataset(root, 3)
+    config = _tiny_config(tmp_path, root)
+    result = _run_pcc("train", "fit", "--config", str(config))
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = (tmp_path / "runs" / "tiny" / "version_0" / "metrics.csv").read_text()
+    assert "val/dsc" in metrics and "train/loss" in metrics
+    checkpoints = sorted((tmp_path / "runs" / "tiny" / "version_0" / "checkpoints").glob("*.ckpt"))
+    assert checkpoints
+    resumed = _run_pcc("train", "fit", "--config", str(config), "--trainer.max_epochs", "3", "--ckpt_path", str(checkpoints[-1]))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    # the checkpoint loads as a model and designs an implant on the input's own grid
+    from pcc.pipeline import design_implant, load_model
+
+    model = load_model(checkpoints[-1], device="cpu")
+    defective, _ = synthetic_case()
+    volume = Volume(defective.astype(np.uint8), np.diag([1.5, 1.4, 1.6]), np.array([-30.0, 10.0, 5.0]))
+    implant = design_implant(volume, model)
+    assert implant.same_grid(volume) and implant.array.dtype == np.uint8
+    assert not (implant.mask() & volume.mask()).any()
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    root = tmp_path / "data"
+    write_dataset(root, 3)
+    config = _tiny_config(tmp_path, root)
+    result = _run_pcc(
+        "train", "fit", "--config", str(config), "--trainer.strategy", "ddp", "--trainer.devices", "2",
+        "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "5",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world_size: 2" in result.stderr or "GLOBAL_RANK: 1" in result.stderr or "distributed_backend=gloo" in result.stderr
+
+
+def test_device_cuda_without_gpu_is_an_error():
+    from pcc.errors import InputError
+    from pcc.pipeline import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+@pytest.mark.skipif(not (REPO / "pcc" / "weights" / "skullfix.pt").exists(), reason="no shipped weights yet")
+def test_shipped_model_designs_the_example_implant(tmp_path):
+    from pcc.examples import EXAMPLE_DEFECTIVE, EXAMPLE_IMPLANT
+    from pcc.io import read_volume
+    from pcc.metrics import dice
+
+    output = tmp_path / "implant.nrrd"
+    result = _run_pcc("implant", str(EXAMPLE_DEFECTIVE), "-o", str(output), "--device", "cpu")
+    assert result.returncode == 0, result.stderr[-2000:]
+    predicted, truth = read_volume(output), read_volume(EXAMPLE_IMPLANT)
+    assert predicted.same_grid(truth)
+    assert dice(predicted.mask(), truth.mask()) > 0.8
