@@ -50,7 +50,9 @@ def volume_to_mesh(volume: Volume, *, step: int = 1) -> Mesh:
         raise InputError("the volume is empty (no nonzero voxel): there is no surface to convert")
     lower, upper = _bounding_box(mask)
     crop = np.pad(mask[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))], 1).astype(np.float32)
-    vertices, faces, _, _ = marching_cubes(crop, level=0.5, step_size=step, allow_degenerate=False)
+    # On a 0/1 grid at level 0.5 every vertex is an edge midpoint, so no triangle is degenerate:
+    # skipping skimage's degenerate-triangle filter saves ~40% of its time on a skull.
+    vertices, faces, _, _ = marching_cubes(crop, level=0.5, step_size=step, allow_degenerate=True)
     vertices_world = volume.index_to_world(vertices + (np.asarray(lower) - 1))
     faces = faces.astype(np.int64)
     # skimage orients faces by the gradient's descent; make them wind outward in world space.
@@ -83,22 +85,39 @@ def volume_to_points(volume: Volume, n_points: int, *, seed: int = 0, step: int 
 def sample_mesh(mesh: Mesh, n_points: int, *, seed: int = 0) -> PointCloud:
     """Area-uniform points on a mesh with the normals of their triangles.
 
-    Jittered stratified sampling: the cumulative triangle area is cut into n_points equal strata and
-    one point falls in each, so gaps stay near the mean spacing (i.i.d. sampling leaves holes).
-    The returned order is shuffled, so any prefix is itself an even sample.
+    Jittered stratified sampling: the triangles are put in Morton (Z-curve) order of their centres,
+    the cumulative area is cut into n_points equal strata and one point falls in each. Consecutive
+    triangles in Morton order form compact patches, so each stratum is a small patch of surface and
+    gaps stay near the mean spacing (i.i.d. sampling, or strata along marching-cubes scan lines,
+    leave larger holes). The returned order is shuffled, so any prefix is itself an even sample.
     """
     areas, normals = mesh.face_areas_and_normals()
     rng = np.random.default_rng(seed)
-    cumulative = np.cumsum(areas)
+    order = np.argsort(_morton_codes(mesh.vertices[mesh.faces[:, 0]]), kind="stable")
+    cumulative = np.cumsum(areas[order])
     strata = (np.arange(n_points) + rng.random(n_points)) / n_points
     chosen = np.searchsorted(cumulative, rng.permutation(strata) * cumulative[-1], side="right")
-    chosen = np.minimum(chosen, len(areas) - 1)
+    chosen = order[np.minimum(chosen, len(areas) - 1)]
     u, v = rng.random(n_points), rng.random(n_points)
     flip = u + v > 1.0
     u[flip], v[flip] = 1.0 - u[flip], 1.0 - v[flip]
     a, b, c = (mesh.vertices[mesh.faces[chosen, i]] for i in range(3))
     points = a + u[:, None] * (b - a) + v[:, None] * (c - a)
     return PointCloud(points, normals[chosen].copy())
+
+
+def _morton_codes(points: np.ndarray, *, cell_mm: float = 0.25) -> np.ndarray:
+    """Z-curve codes of points quantised to cell_mm cubes (21 bits per axis)."""
+    cells = np.floor((points - points.min(axis=0)) / cell_mm).astype(np.uint64)
+    cells = np.minimum(cells, np.uint64(2**21 - 1))
+    code = np.zeros(len(points), dtype=np.uint64)
+    for axis in range(3):
+        x = cells[:, axis]
+        for shift, mask in ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF), (8, 0x100F00F00F00F00F),
+                            (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249)):
+            x = (x | (x << np.uint64(shift))) & np.uint64(mask)
+        code |= x << np.uint64(axis)
+    return code
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
