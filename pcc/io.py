@@ -120,7 +120,8 @@ def _read_nifti(path: Path) -> Volume:
 
 def write_volume(path: str | os.PathLike, volume: Volume) -> None:
     """Write a binary volume as uint8 0/1 (gzip NRRD or NIfTI), keeping the input's exact geometry."""
-    data = (np.asarray(volume.array) != 0).astype(np.uint8)
+    # Fortran order is NRRD's (x fastest): pynrrd then writes the bytes without a transposing copy.
+    data = np.asfortranarray((np.asarray(volume.array) != 0).view(np.uint8))
     suffix = volume_suffix(path)
     if suffix not in VOLUME_SUFFIXES:
         raise InputError(f"{path}: output must end in .nrrd, .nii or .nii.gz")

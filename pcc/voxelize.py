@@ -65,7 +65,7 @@ def points_to_volume(cloud: PointCloud, like: Volume, *, neighbours: int = 8) ->
     # ball of the rest, so no bounds check is needed per contribution.
     on_grid = np.all((index > -reach - 0.5) & (index < shape + reach - 0.5), axis=1)
     if not on_grid.any():
-        return like.with_array(np.zeros(like.shape, dtype=np.uint8))
+        return like.with_array(np.zeros(like.shape, dtype=np.uint8, order="F"))
     points, normals, index = points[on_grid], normals[on_grid], index[on_grid]
     lower = np.rint(index.min(axis=0)).astype(int) - reach
     upper = np.rint(index.max(axis=0)).astype(int) + reach + 1
@@ -76,7 +76,7 @@ def points_to_volume(cloud: PointCloud, like: Volume, *, neighbours: int = 8) ->
     solid = band & (value < 0)
     solid |= _inside_regions_beyond_band(band, solid, like.spacing)
     # Copy the part of the box that lies on the grid.
-    result = np.zeros(like.shape, dtype=np.uint8)
+    result = np.zeros(like.shape, dtype=np.uint8, order="F")  # NRRD's order: written without a copy
     grid_lo, grid_hi = np.maximum(lower, 0), np.minimum(upper, shape)
     if np.all(grid_hi > grid_lo):
         result[tuple(slice(a, b) for a, b in zip(grid_lo, grid_hi))] = solid[
