@@ -1,0 +1,88 @@
+"""Skull segmentation from a synthetic head CT: threshold, table and island removal, NRRD and NIfTI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pcc.cli import main
+from pcc.errors import InputError
+from pcc.io import read_volume, write_volume
+from pcc.metrics import dice
+from pcc.segment import segment_skull
+from pcc.volume import Volume
+
+SPACING = np.array([1.5, 1.5, 2.0])
+
+
+def synthetic_ct():
+    """Air, a soft-tissue head, a skull shell (700 HU) with a thin part, a table joined by a thin head rest,
+    and small bright islands (calcifications, noise)."""
+    shape = (80, 110, 64)
+    idx = np.indices(shape).astype(float)
+    world = [(idx[a] - shape[a] / 2) * SPACING[a] for a in range(3)]
+    r = np.sqrt((world[0] / 50) ** 2 + (world[1] / 60) ** 2 + (world[2] / 50) ** 2)
+    ct = np.full(shape, -1000.0)
+    ct[r < 1.12] = 40.0  # scalp and brain
+    skull = (r >= 0.9) & (r < 1.0)
+    ct[skull] = 700.0
+    table = (world[1] > 72) & (world[1] < 78)  # posterior (+y) plate under the head, 6 mm thick
+    ct[table] = 300.0
+    rest = (np.abs(world[0]) < 1) & (np.abs(world[2]) < 1) & (world[1] > 55) & (world[1] <= 72)
+    ct[rest] = 250.0  # a thin strap bridging skull and table
+    ct[5:7, 5:7, 5:7] = 400.0  # island in the air
+    ct[40:42, 45:47, 30:32] = 150.0  # calcification inside the brain
+    rng = np.random.default_rng(0)
+    ct += rng.normal(0, 15, shape)
+    return Volume(ct.astype(np.int16), np.diag(SPACING), np.array([-60.0, -82.5, -64.0])), skull
+
+
+def test_segment_keeps_the_skull_only():
+    ct, skull = synthetic_ct()
+    seg = segment_skull(ct)
+    assert seg.dtype == bool and seg.shape == ct.shape
+    assert dice(seg, skull) > 0.97
+    extra = seg & ~skull
+    assert extra.sum() < 0.01 * skull.sum()  # at most the head rest's root
+    table = np.zeros(ct.shape, bool)
+    table[:, 103:, :] = True  # the table (y ≥ 72 mm); a stub of the strap may stay on the skull
+    assert not (seg & table).any()
+    assert not seg[5:7, 5:7, 5:7].any() and not seg[40:42, 45:47, 30:32].any()
+    # without table removal the largest component would hold the table (joined by the strap)
+    assert (segment_skull(ct, bridge_mm=0) & table).sum() > 1000
+
+
+def test_threshold_range_is_configurable():
+    ct, skull = synthetic_ct()
+    high_only = segment_skull(ct, low=500)
+    assert dice(high_only, skull) > 0.97
+    with pytest.raises(InputError):
+        segment_skull(ct, low=5000)
+    with pytest.raises(InputError):
+        segment_skull(ct, low=200, high=100)
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz"])
+def test_segment_cli(tmp_path, suffix, capsys):
+    ct, skull = synthetic_ct()
+    src = tmp_path / f"ct{suffix}"
+    write_ct = ct  # write the CT with its HU values (write_volume would binarize): use the file writers directly
+    if suffix == ".nrrd":
+        import nrrd
+
+        nrrd.write(str(src), np.asarray(write_ct.array), {"space": "left-posterior-superior",
+                                                          "space directions": write_ct.directions,
+                                                          "space origin": write_ct.origin})
+    else:
+        import nibabel
+
+        affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ write_ct.affine
+        nibabel.save(nibabel.Nifti1Image(np.asarray(write_ct.array), affine), str(src))
+    out = tmp_path / f"skull{suffix}"
+    assert main(["segment", str(src), "-o", str(out)]) == 0
+    result = read_volume(out)
+    assert result.same_grid(read_volume(src))
+    assert dice(result.array != 0, skull) > 0.97
+    assert main(["segment", str(src), "-o", str(tmp_path / "bad.nrrd"), "--low", "9000"]) == 2
+    assert not (tmp_path / "bad.nrrd").exists()
+    assert "HU" in capsys.readouterr().err
