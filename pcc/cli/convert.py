@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pcc.cli import add_command
-from pcc.cli.paths import check_output
+from pcc.cli.paths import check_input, check_output, positive_int
 from pcc.errors import InputError
 
 
@@ -16,7 +16,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("volume", help="binary volume (.nrrd, .nii, .nii.gz)")
     p.add_argument("-o", "--output", required=True, help="cloud file: .ply, .npz or .xyz")
-    p.add_argument("-n", "--points", type=int, default=16384, help="number of points (default 16384)")
+    p.add_argument("-n", "--points", type=positive_int, default=16384, help="number of points (default 16384)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--no-normals", action="store_true", help="write points only")
     p.set_defaults(run=_to_points)
@@ -45,6 +45,7 @@ def _to_points(args: argparse.Namespace) -> None:
     from pcc.surface import volume_to_points
     from pcc.volume import require_binary
 
+    check_input(args.volume, "input volume")
     output = check_output(args.output, args.volume)
     if not str(output).lower().endswith((".ply", ".npz", ".xyz")):
         raise InputError(f"{output}: point-cloud output must end in .ply, .npz or .xyz")
@@ -57,6 +58,8 @@ def _to_volume(args: argparse.Namespace) -> None:
     from pcc.io import is_volume_path, read_cloud, read_volume, write_volume
     from pcc.voxelize import points_to_volume
 
+    check_input(args.cloud, "input cloud")
+    check_input(args.like, "reference volume")
     output = check_output(args.output, args.cloud, args.like)
     if not is_volume_path(output):
         raise InputError(f"{output}: volume output must end in .nrrd, .nii or .nii.gz")
@@ -70,6 +73,7 @@ def _mesh(args: argparse.Namespace) -> None:
     from pcc.surface import volume_to_mesh
     from pcc.volume import require_binary
 
+    check_input(args.volume, "input volume")
     output = check_output(args.output, args.volume)
     if not str(output).lower().endswith((".stl", ".ply")):
         raise InputError(f"{output}: mesh output must end in .stl or .ply")
