@@ -130,10 +130,10 @@ def ensure_cache(root: Path, names: list[str], cache_dir: Path, *, with_volumes:
 class SampleSizes:
     """Point counts of one training pair."""
 
-    global_input: int = 2048
-    global_target: int = 1024
-    local_input: int = 2048
-    local_target: int = 4096
+    global_input: int = 1024
+    global_target: int = 512
+    local_input: int = 1024
+    local_target: int = 2048
 
 
 class CompletionPairs(Dataset):
@@ -251,10 +251,10 @@ class SkullCompletionData(L.LightningDataModule):
         repeats: int = 8,
         batch_size: int = 8,
         num_workers: int = 1,
-        global_input: int = 2048,
-        global_target: int = 1024,
-        local_input: int = 2048,
-        local_target: int = 4096,
+        global_input: int = 1024,
+        global_target: int = 512,
+        local_input: int = 1024,
+        local_target: int = 2048,
     ):
         super().__init__()
         self.root, self.cache_dir = Path(root), Path(cache_dir)

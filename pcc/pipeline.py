@@ -42,6 +42,7 @@ class CompletionModel:
     local_net: nn.Module
     device: torch.device
     source: Path
+    sizes: SampleSizes = field(default_factory=SampleSizes)
     metadata: dict = field(default_factory=dict)
 
 
@@ -79,7 +80,8 @@ def load_model(path: str | Path | None = None, *, device: str = "auto") -> Compl
         raise InputError(f"{source} is not a pcc model checkpoint ({type(error).__name__}: {error})") from None
     for net in nets.values():
         net.to(target).eval()
-    return CompletionModel(nets["global_net"], nets["local_net"], target, source, checkpoint.get("pcc_metadata", {}))
+    sizes = SampleSizes(**checkpoint.get("pcc_sizes", {}))
+    return CompletionModel(nets["global_net"], nets["local_net"], target, source, sizes, checkpoint.get("pcc_metadata", {}))
 
 
 def _instantiate(spec: dict) -> nn.Module:
@@ -114,14 +116,17 @@ def predict_implant_cloud(
     return PointCloud(points, normals.reshape(-1, 3).double().cpu().numpy())
 
 
-def implant_from_points(cloud: PointCloud, defective: Volume) -> np.ndarray:
-    """Voxelize predicted implant points on the defective skull's grid and clean up: (X, Y, Z) bool."""
+def implant_from_points(cloud: PointCloud, defective: Volume, *, cleanup: bool = True) -> np.ndarray:
+    """Voxelize predicted implant points on the defective skull's grid and clean up: (X, Y, Z) bool.
+
+    With cleanup=False the result is the voxelized points minus the skull (for ablations).
+    """
     from pcc.voxelize import points_to_volume
 
     skull = defective.mask()
     solid = points_to_volume(cloud, defective).mask()
-    if not solid.any():
-        return solid
+    if not cleanup or not solid.any():
+        return solid & ~skull
     radius = max(1, int(round(RIM_CLOSING_MM / float(defective.spacing.min()))))
     nonzero = np.argwhere(solid)
     lower = np.maximum(nonzero.min(axis=0) - 2 * radius - 2, 0)
@@ -149,8 +154,23 @@ def _drop_fragments(mask: np.ndarray, *, keep_fraction: float = 0.1) -> np.ndarr
     return keep[labels]
 
 
-def design_implant(defective: Volume, model: CompletionModel, *, timings: dict[str, float] | None = None) -> Volume:
-    """The implant (uint8 0/1 Volume on the input's grid) for a binary defective skull volume."""
+def design_implant(
+    defective: Volume,
+    model: CompletionModel,
+    *,
+    timings: dict[str, float] | None = None,
+    passes: int = LOCAL_PASSES,
+    cleanup: bool = True,
+) -> Volume:
+    """The implant (uint8 0/1 Volume on the input's grid) for a binary defective skull volume.
+
+    Args:
+        defective: binary defective skull.
+        model: from load_model.
+        timings: filled with seconds per stage (cloud, network, voxelize_cleanup) when given.
+        passes: resamplings of the local input whose predictions are merged (more points, less noise).
+        cleanup: join to the rim and drop fragments (False only for ablations).
+    """
     from pcc.surface import volume_to_points
 
     timings = timings if timings is not None else {}
@@ -159,9 +179,9 @@ def design_implant(defective: Volume, model: CompletionModel, *, timings: dict[s
     skull = volume_to_points(defective, SKULL_POINTS, seed=0)
     timings["cloud"] = time.perf_counter() - start
     start = time.perf_counter()
-    cloud = predict_implant_cloud(model.global_net, model.local_net, skull.points, skull.normals)
+    cloud = predict_implant_cloud(model.global_net, model.local_net, skull.points, skull.normals, sizes=model.sizes, passes=passes)
     timings["network"] = time.perf_counter() - start
     start = time.perf_counter()
-    implant = implant_from_points(cloud, defective)
+    implant = implant_from_points(cloud, defective, cleanup=cleanup)
     timings["voxelize_cleanup"] = time.perf_counter() - start
     return defective.with_array(implant.astype(np.uint8))

@@ -9,6 +9,8 @@ Validation scores the held-out cases volumetrically through the whole pipeline (
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytorch_lightning as L
 import torch
@@ -63,7 +65,10 @@ class ImplantCompletion(L.LightningModule):
         from pcc.volume import Volume
 
         cached = case["case"]
-        cloud = predict_implant_cloud(self.global_net, self.local_net, cached.skull_points, cached.skull_normals)
+        sizes = getattr(getattr(self.trainer, "datamodule", None), "sizes", None)
+        cloud = predict_implant_cloud(
+            self.global_net, self.local_net, cached.skull_points, cached.skull_normals, **({"sizes": sizes} if sizes else {})
+        )
         gt = torch.from_numpy(cached.implant_points[None]).float()
         chamfer, _, _ = chamfer_distance(torch.from_numpy(cloud.points[None]).float(), gt)
         self.log("val/chamfer_mm", chamfer, batch_size=1)
@@ -82,6 +87,9 @@ class ImplantCompletion(L.LightningModule):
             name: {"class_path": f"{type(net).__module__}.{type(net).__qualname__}", "init_args": dict(net.init_args)}
             for name, net in (("global_net", self.global_net), ("local_net", self.local_net))
         }
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "sizes"):
+            checkpoint["pcc_sizes"] = asdict(datamodule.sizes)
 
 
 def train_cli(args: list[str]) -> int:

@@ -1,0 +1,66 @@
+"""Export a training checkpoint as the shipped weights: pcc/weights/skullfix.pt + skullfix.json.
+
+    python tools/export_weights.py runs/skullfix/version_N/checkpoints/last.ckpt \
+        --command "pcc train fit --config configs/skullfix.yaml ..." --machine "2-core CPU" \
+        --train-minutes 75 --validation bench.csv
+
+Keeps only what inference needs (network classes, their arguments, weights, point counts) and a
+metadata record: data, command, commit, validation figures, time and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("--out", default=str(REPO / "pcc" / "weights" / "skullfix.pt"))
+    parser.add_argument("--command", required=True, help="the exact training command")
+    parser.add_argument("--machine", required=True)
+    parser.add_argument("--train-minutes", type=float, required=True)
+    parser.add_argument("--validation", help="CSV written by tools/bench_implant.py on the validation split")
+    parser.add_argument("--data", default="SkullFix training_set (AutoImplant 2020), 60 cases; 10 held out: 005 018 028 038 048 061 073 081 089 096")
+    args = parser.parse_args()
+
+    checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    state = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(("global_net.", "local_net."))}
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    metadata = {
+        "data": args.data,
+        "command": args.command,
+        "commit": commit,
+        "machine": args.machine,
+        "training_minutes": args.train_minutes,
+        "epochs": checkpoint.get("epoch"),
+        "global_step": checkpoint.get("global_step"),
+        "source_checkpoint": Path(args.checkpoint).name,
+    }
+    if args.validation:
+        with open(args.validation) as handle:
+            rows = list(csv.DictReader(handle))
+        metadata["validation"] = {
+            "cases": [r["case"] for r in rows],
+            **{f"mean_{k}": float(np.mean([float(r[k]) for r in rows])) for k in ("dsc", "bdsc", "hd95", "total")},
+        }
+    out = Path(args.out)
+    torch.save(
+        {"pcc_networks": checkpoint["pcc_networks"], "pcc_sizes": checkpoint.get("pcc_sizes", {}), "state_dict": state, "pcc_metadata": metadata},
+        out,
+    )
+    out.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {out.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()
