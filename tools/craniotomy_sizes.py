@@ -60,10 +60,9 @@ def main() -> None:
     print(describe("craniotomy (random position)", anyp))
     print(describe("craniotomy (posterior)", post))
     print(f"{'ml':<28}")
-    print(describe("real implants", real * ml / 1).replace("  ", "  ") if False else
-          f"{'real implants':<28} " + " ".join(f"{x:>9.1f}" for x in np.percentile(real * ml, [0, 25, 50, 75, 100])))
-    print(f"{'craniotomy (random position)':<28} " + " ".join(f"{x:>9.1f}" for x in np.percentile(anyp * ml, [0, 25, 50, 75, 100])))
-    print(f"{'craniotomy (posterior)':<28} " + " ".join(f"{x:>9.1f}" for x in np.percentile(post * ml, [0, 25, 50, 75, 100])))
+    for label, values in (("real implants", real), ("craniotomy (random position)", anyp),
+                          ("craniotomy (posterior)", post)):
+        print(f"{label:<28} " + " ".join(f"{x:>9.1f}" for x in np.percentile(values * ml, [0, 25, 50, 75, 100])))
     inside = np.mean((anyp >= real.min()) & (anyp <= real.max()))
     print(f"fraction of craniotomy implants within the real range: {inside:.2f} (posterior: "
           f"{np.mean((post >= real.min()) & (post <= real.max())):.2f})")
