@@ -65,7 +65,7 @@ class Volume:
 
     def index_to_world(self, ijk: np.ndarray) -> np.ndarray:
         """(N, 3) continuous voxel indices → (N, 3) world mm."""
-        return np.asarray(ijk, dtype=np.float64) @ self.directions + self.origin
+        return np.einsum("nc,cw->nw", np.asarray(ijk, dtype=np.float64), self.directions) + self.origin
 
     def world_to_index(self, xyz: np.ndarray) -> np.ndarray:
         """(N, 3) world mm → (N, 3) continuous voxel indices."""

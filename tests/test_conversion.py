@@ -24,9 +24,10 @@ def ball(shape=(40, 40, 40), radius=14.0) -> np.ndarray:
     return (np.linalg.norm(grid, axis=-1) <= radius).astype(np.uint8)
 
 
-def test_points_count_normals_outward_and_on_the_surface():
+@pytest.mark.parametrize("mirror", [1.0, -1.0], ids=["right-handed", "mirrored"])
+def test_points_count_normals_outward_and_on_the_surface(mirror):
     spacing = np.array([0.5, 0.6, 0.7])
-    volume = Volume(ball(), np.diag(spacing), np.array([5.0, -3.0, 2.0]))
+    volume = Volume(ball(), np.diag(spacing * [1.0, 1.0, mirror]), np.array([5.0, -3.0, 2.0]))
     cloud = volume_to_points(volume, 3000, seed=1)
     assert len(cloud) == 3000 and cloud.normals is not None
     assert np.allclose(np.linalg.norm(cloud.normals, axis=1), 1.0)
@@ -92,9 +93,11 @@ def test_cloud_outside_the_grid_gives_empty_volume(shell):
         points_to_volume(PointCloud(cloud.points[:3], cloud.normals[:3]), shell)
 
 
-def test_mesh_is_closed_and_outward(tmp_path, tilted_shell):
+@pytest.mark.parametrize("mirror", [1.0, -1.0], ids=["right-handed", "mirrored"])
+def test_mesh_is_closed_and_outward(tmp_path, tilted_shell, mirror):
     import trimesh
 
+    tilted_shell = Volume(tilted_shell.array, tilted_shell.directions * [[1.0], [mirror], [1.0]], tilted_shell.origin)
     mesh = volume_to_mesh(tilted_shell)
     tri = trimesh.Trimesh(mesh.vertices, mesh.faces, process=True)
     assert tri.is_watertight
