@@ -1,0 +1,263 @@
+"""Printable implant meshes and the implant's thickness, area and volume.
+
+    from pcc.printing import printable_mesh, thickness_report
+    mesh = printable_mesh(implant, clearance_mm=0.2, defective=skull)   # trimesh.Trimesh, world mm
+    write_stl(path, mesh, space=implant.space)
+    thickness_report(implant)    # {'thickness_min_mm': ..., 'volume_mm3': ..., ...}
+
+The mesh is one watertight, edge-manifold, outward-wound solid: cavities filled, the largest
+6-connected part kept, marching cubes at the 0.5 level of the padded mask, then Taubin smoothing
+(λ|μ filtering, which does not shrink the part the way plain Laplacian smoothing does). Its volume
+is checked against voxel count × voxel volume (±2 %); smoothing is reduced until it holds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from pcc.errors import InputError
+from pcc.volume import Volume
+
+VOLUME_TOLERANCE = 0.02
+SMOOTHING_ITERATIONS = 30
+_SIX = ndimage.generate_binary_structure(3, 1)
+
+
+def solid_mask(implant: Volume, *, clearance_mm: float = 0.0, defective: Volume | None = None) -> np.ndarray:
+    """The (X, Y, Z) bool mask that printable_mesh turns into a surface.
+
+    Inner cavities are filled; with clearance_mm > 0 voxels are removed so the part's surface moves
+    inward by about clearance_mm (to the voxel's resolution): only where it faces the skull when
+    `defective` is given (a fitting gap at the rim), everywhere otherwise. Then the largest
+    6-connected component is kept.
+    """
+    mask = implant.mask()
+    if not mask.any():
+        raise InputError("the implant is empty (no voxel is 1): there is nothing to print")
+    if clearance_mm < 0 or not np.isfinite(clearance_mm):
+        raise InputError(f"the clearance must be a finite number of mm ≥ 0, got {clearance_mm}")
+    lower, upper = _box(mask)
+    pad = 2
+    if clearance_mm > 0:
+        pad += int(np.ceil(clearance_mm / float(implant.spacing.min()))) + 2
+    lower = np.maximum(lower - pad, 0)
+    upper = np.minimum(upper + pad, mask.shape)
+    box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
+    crop = ndimage.binary_fill_holes(mask[box])
+    if clearance_mm > 0:
+        step = float(np.cbrt(implant.voxel_volume))
+        if defective is not None:
+            if not defective.same_grid(implant):
+                raise InputError("the defective skull and the implant are on different grids: give volumes on one grid")
+            away = ~defective.mask()[box]
+        else:
+            away = crop
+        # distance from each voxel centre to the nearest skull (or outside) voxel centre, in mm;
+        # the surface lies half a voxel from both centres, so the gap is (distance - one voxel).
+        distance = ndimage.distance_transform_edt(np.pad(away, 1, constant_values=defective is not None),
+                                                  sampling=implant.spacing)[1:-1, 1:-1, 1:-1]
+        crop &= distance >= clearance_mm + step - 1e-6
+        if not crop.any():
+            raise InputError(f"a clearance of {clearance_mm} mm removes the whole implant: use a smaller --clearance")
+    crop = largest_component(crop)
+    out = np.zeros(mask.shape, bool)
+    out[box] = crop
+    return out
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 6-connected component of a bool mask (face-connected, so its surface is one piece)."""
+    labels, count = ndimage.label(mask, structure=_SIX)
+    if count <= 1:
+        return mask.copy()
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def printable_mesh(
+    implant: Volume,
+    *,
+    clearance_mm: float = 0.0,
+    smoothing_iterations: int = SMOOTHING_ITERATIONS,
+    defective: Volume | None = None,
+):
+    """A printable solid mesh (trimesh.Trimesh, world mm of the volume's space) of a voxel implant.
+
+    Args:
+        implant: binary implant volume.
+        clearance_mm: fitting gap (mm) to open between the implant and the bone; see solid_mask.
+        smoothing_iterations: Taubin λ|μ iterations (0: the raw marching-cubes surface). Reduced
+            automatically if the smoothed volume would leave ±2 % of voxel count × voxel volume.
+        defective: the defective skull on the same grid; with a clearance it limits the gap to
+            the faces that touch bone.
+
+    Returns:
+        A watertight, winding-consistent, outward (positive-volume) single-component Trimesh.
+    """
+    import trimesh
+    from skimage.measure import marching_cubes
+
+    solid = solid_mask(implant, clearance_mm=clearance_mm, defective=defective)
+    lower, upper = _box(solid)
+    crop = np.pad(solid[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))], 1).astype(np.float32)
+    vertices, faces, _, _ = marching_cubes(crop, level=0.5, allow_degenerate=False)
+    vertices = implant.index_to_world(vertices + (np.asarray(lower) - 1))
+    raw = trimesh.Trimesh(vertices, faces.astype(np.int64), process=True)
+    raw = _single_solid(raw)
+    target = float(solid.sum()) * implant.voxel_volume
+    box_lower, box_upper = voxel_world_box(implant.with_array(solid.astype(np.uint8)))
+    voxel = float(implant.spacing.max())
+    iterations = int(smoothing_iterations)
+    while True:
+        mesh = raw.copy()
+        if iterations > 0:
+            trimesh.smoothing.filter_taubin(mesh, lamb=0.5, nu=0.53, iterations=iterations)
+        box_error = max(np.abs(mesh.bounds[0] - box_lower).max(), np.abs(mesh.bounds[1] - box_upper).max())
+        if iterations <= 0 or (abs(mesh.volume / target - 1.0) <= VOLUME_TOLERANCE * 0.75 and box_error <= 0.75 * voxel):
+            break
+        iterations //= 2  # smoothing moved the part too much: smooth less
+    if mesh.volume < 0:
+        mesh.invert()
+    return mesh
+
+
+def _single_solid(mesh):
+    """Keep the largest closed piece (by volume) and make its faces wind outward."""
+    import trimesh
+
+    if mesh.body_count > 1:
+        parts = mesh.split(only_watertight=False)
+        mesh = max(parts, key=lambda part: abs(part.volume))
+    trimesh.repair.fix_normals(mesh, multibody=False)
+    if mesh.volume < 0:
+        mesh.invert()
+    return mesh
+
+
+def check_printable(mesh, implant: Volume, *, solid: np.ndarray | None = None) -> dict:
+    """The checks a printable mesh must pass, against the voxel implant (or `solid`, the printed mask).
+
+    Returns a dict: watertight, winding_consistent, components, volume_error (fraction),
+    bbox_error_mm (largest difference of the world bounding boxes), voxel (largest spacing, mm)
+    and ok (all of: watertight, winding consistent, one component, |volume_error| ≤ 2 %,
+    bbox_error_mm ≤ voxel).
+    """
+    solid = implant.mask() if solid is None else solid
+    target = float(solid.sum()) * implant.voxel_volume
+    lower, upper = voxel_world_box(implant.with_array(solid.astype(np.uint8)))
+    bbox_error = float(max(np.abs(mesh.bounds[0] - lower).max(), np.abs(mesh.bounds[1] - upper).max()))
+    components = int(mesh.body_count)
+    result = {
+        "watertight": bool(mesh.is_watertight),
+        "winding_consistent": bool(mesh.is_winding_consistent),
+        "components": components,
+        "mesh_volume_mm3": float(mesh.volume),
+        "voxel_volume_mm3": target,
+        "volume_error": float(mesh.volume / target - 1.0) if target > 0 else float("inf"),
+        "bbox_error_mm": bbox_error,
+        "voxel_mm": float(implant.spacing.max()),
+    }
+    result["ok"] = bool(
+        result["watertight"] and result["winding_consistent"] and components == 1
+        and abs(result["volume_error"]) <= VOLUME_TOLERANCE and bbox_error <= result["voxel_mm"]
+    )
+    return result
+
+
+def voxel_world_box(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """World-mm (lower, upper) corners of the box around every nonzero voxel (voxels as cells)."""
+    mask = volume.mask()
+    # only voxels on the mask's boundary can be extreme
+    boundary = mask & ~ndimage.binary_erosion(mask, structure=_SIX)
+    centres = volume.index_to_world(np.argwhere(boundary))
+    half = 0.5 * np.abs(volume.directions).sum(axis=0)
+    return centres.min(axis=0) - half, centres.max(axis=0) + half
+
+
+def write_stl(path: str | os.PathLike, mesh, *, space: str = "left-posterior-superior") -> None:
+    """Write a trimesh as binary STL (atomic), naming the world space and units in its 80-byte header."""
+    from pcc.io import write_mesh
+    from pcc.surface import Mesh
+
+    if Path(path).suffix.lower() != ".stl":
+        raise InputError(f"{path}: the STL output must end in .stl")
+    write_mesh(path, Mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces)), space=space)
+
+
+def thickness_report(implant: Volume, *, mesh=None) -> dict:
+    """Thickness (mm), surface area (mm²) and volume (mm³) of a voxel implant.
+
+    Thickness is the local thickness of Hildebrand & Rüegsegger (1997), as bone morphometry
+    (BoneJ) measures it: at each voxel, the diameter of the largest ball that contains it and fits
+    inside the solid. Unlike 2 × distance on a skeleton, it is well defined at the implant's rim
+    (where the plate meets the skull, the skeleton's end branches would report near-zero
+    thickness), and unlike ray casting along normals it does not read the plate's width at the rim
+    faces as thickness. Ball radii come from the Euclidean distance transform with the header's
+    spacing; for a slab n voxels thick it gives n voxels ± half a voxel.
+
+    Returns a dict with thickness_min_mm, thickness_p05_mm, thickness_mean_mm (volume-weighted),
+    thickness_max_mm, area_mm2 (of the printable mesh, or `mesh`), volume_mm3 (voxel count ×
+    voxel volume), mesh_volume_mm3 and voxels.
+    """
+    solid = solid_mask(implant)
+    thickness = local_thickness(solid, implant.spacing)
+    values = thickness[solid]
+    mesh = printable_mesh(implant) if mesh is None else mesh
+    return {
+        "thickness_min_mm": float(values.min()),
+        "thickness_p05_mm": float(np.percentile(values, 5)),
+        "thickness_mean_mm": float(values.mean()),
+        "thickness_max_mm": float(values.max()),
+        "area_mm2": float(mesh.area),
+        "volume_mm3": float(solid.sum()) * implant.voxel_volume,
+        "mesh_volume_mm3": float(mesh.volume),
+        "voxels": int(solid.sum()),
+    }
+
+
+def local_thickness(mask: np.ndarray, spacing, *, levels_per_voxel: int = 2) -> np.ndarray:
+    """Local thickness (mm) of each voxel of a bool mask; 0 outside.
+
+    Each voxel p is the centre of an inscribed ball of radius r(p) = d(p) − s/4, d being the
+    distance to the nearest outside voxel centre and s the mean voxel size (so a slab of n voxels
+    reads n·s ± s/2). A voxel's thickness is 2·max r(p) over the balls that contain it. Radii are
+    swept from large to small in steps of s/levels_per_voxel; at each level, the nearest centre
+    with r ≥ level (from one distance transform with indices) is tested with its exact radius.
+    """
+    spacing = np.asarray(spacing, dtype=np.float64)
+    s = float(np.cbrt(np.prod(spacing)))
+    lower, upper = _box(mask)
+    box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
+    crop = np.pad(mask[box], 1)
+    radius = ndimage.distance_transform_edt(crop, sampling=spacing) - s / 4.0
+    radius[~crop] = 0.0
+    result = np.zeros(crop.shape, np.float32)
+    top = float(radius.max())
+    level_step = s / levels_per_voxel
+    for level in np.arange(top, 0.0, -level_step):
+        centres = radius >= level - 1e-9
+        todo = crop & (result < 2 * level)
+        if not todo.any():
+            continue
+        distance, indices = ndimage.distance_transform_edt(~centres, sampling=spacing, return_indices=True)
+        nearest = radius[tuple(indices[a][todo] for a in range(3))]
+        covered = distance[todo] <= nearest + 1e-9
+        values = result[todo]
+        values[covered] = np.maximum(values[covered], 2 * nearest[covered])
+        result[todo] = values
+    np.maximum(result, 2 * radius, out=result, where=crop)  # every voxel lies in its own ball
+    out = np.zeros(mask.shape, np.float32)
+    out[box] = result[1:-1, 1:-1, 1:-1]
+    return out
+
+
+def _box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from pcc.surface import _bounding_box
+
+    lower, upper = _bounding_box(mask)
+    return np.asarray(lower), np.asarray(upper)

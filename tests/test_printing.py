@@ -1,0 +1,112 @@
+"""Printable meshes (watertight, one outward solid, volume and box of the voxels), clearance, thickness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from conftest import TILTED_DIRECTIONS, hollow_ellipsoid
+from pcc.errors import InputError
+from pcc.printing import (
+    check_printable,
+    local_thickness,
+    printable_mesh,
+    solid_mask,
+    thickness_report,
+    voxel_world_box,
+    write_stl,
+)
+from pcc.volume import Volume
+
+
+def cap_case(directions=np.eye(3), origin=(-20.0, 10.5, 3.25)):
+    """(defective, implant) on one grid: a shell with a hole on top, and the cap that fills it."""
+    full = hollow_ellipsoid(hole_radius=0.0)
+    defective = hollow_ellipsoid(hole_radius=8.0)
+    implant = (full & ~defective).astype(np.uint8)
+    origin = np.asarray(origin, float)
+    return Volume(defective, np.asarray(directions, float), origin), Volume(implant, np.asarray(directions, float), origin)
+
+
+@pytest.mark.parametrize("directions", [np.eye(3), TILTED_DIRECTIONS, np.diag([-0.8, -0.8, 1.2])], ids=["iso", "tilted", "flipped"])
+def test_printable_mesh_passes_the_print_checks(directions):
+    _, implant = cap_case(directions)
+    mesh = printable_mesh(implant)
+    checks = check_printable(mesh, implant)
+    assert mesh.is_watertight and mesh.is_winding_consistent
+    assert mesh.body_count == 1 and mesh.volume > 0
+    assert abs(checks["volume_error"]) <= 0.02, checks
+    assert checks["bbox_error_mm"] <= implant.spacing.max(), checks
+    assert checks["ok"]
+
+
+def test_cavities_filled_and_largest_part_kept():
+    array = np.zeros((30, 30, 30), np.uint8)
+    array[5:20, 5:20, 5:20] = 1
+    array[10:14, 10:14, 10:14] = 0  # an inner cavity
+    array[24:27, 24:27, 24:27] = 1  # a small fragment
+    implant = Volume(array, np.eye(3) * 0.5, np.zeros(3))
+    mesh = printable_mesh(implant, smoothing_iterations=0)
+    assert mesh.body_count == 1 and mesh.is_watertight
+    assert mesh.volume == pytest.approx(15**3 * 0.125, rel=0.02)  # cavity filled, fragment dropped
+    assert solid_mask(implant).sum() == 15**3
+
+
+def test_stl_is_binary_with_the_space_in_its_header(tmp_path):
+    _, implant = cap_case()
+    mesh = printable_mesh(implant)
+    path = tmp_path / "cap.stl"
+    write_stl(path, mesh, space=implant.space)
+    data = path.read_bytes()
+    assert b"left-posterior-superior" in data[:80]
+    assert len(data) == 84 + 50 * len(mesh.faces)
+    loaded = trimesh.load(path)
+    assert loaded.is_watertight and np.allclose(loaded.bounds, mesh.bounds, atol=1e-4)
+    with pytest.raises(InputError):
+        write_stl(tmp_path / "cap.ply", mesh)
+
+
+def test_clearance_shrinks_the_rim_only_where_it_meets_bone():
+    defective, implant = cap_case(np.eye(3) * 0.5)
+    plain = printable_mesh(implant)
+    gap = printable_mesh(implant, clearance_mm=1.0, defective=defective)
+    everywhere = printable_mesh(implant, clearance_mm=1.0)
+    assert gap.is_watertight and gap.body_count == 1 and everywhere.is_watertight
+    assert gap.volume < plain.volume and everywhere.volume < gap.volume
+    # with the skull given, the gap opens at the rim: every remaining voxel is ≥ ~1 mm from bone
+    from scipy import ndimage
+
+    solid = solid_mask(implant, clearance_mm=1.0, defective=defective)
+    distance = ndimage.distance_transform_edt(~defective.mask(), sampling=implant.spacing)
+    assert distance[solid].min() >= 1.0 + 0.5 - 1e-6
+    with pytest.raises(InputError, match="removes the whole implant"):
+        printable_mesh(implant, clearance_mm=50.0)
+
+
+@pytest.mark.parametrize("layers", [6, 7])
+def test_thickness_of_a_slab_is_known_within_a_voxel(layers):
+    spacing = np.array([0.5, 0.5, 0.7])
+    array = np.zeros((40, 40, 16), np.uint8)
+    array[5:35, 5:35, 4 : 4 + layers] = 1
+    slab = Volume(array, np.diag(spacing), np.zeros(3))
+    report = thickness_report(slab)
+    truth = layers * 0.7
+    assert abs(report["thickness_mean_mm"] - truth) <= 0.7, report
+    assert abs(np.median(local_thickness(array != 0, spacing)[array != 0]) - truth) <= 0.7
+    assert report["thickness_max_mm"] <= truth + 0.7
+    assert report["volume_mm3"] == pytest.approx(30 * 30 * layers * 0.5 * 0.5 * 0.7)
+    # area of a 15 × 15 mm slab: two faces plus the four sides (the mesh bevels its 12 edges a little)
+    assert report["area_mm2"] == pytest.approx(2 * 15 * 15 + 4 * 15 * truth, rel=0.06)
+
+
+def test_voxel_world_box_of_one_voxel():
+    array = np.zeros((5, 5, 5), np.uint8)
+    array[2, 2, 2] = 1
+    box = voxel_world_box(Volume(array, np.diag([1.0, 2.0, 3.0]), np.array([10.0, 0.0, 0.0])))
+    assert np.allclose(box[0], [11.5, 3.0, 4.5]) and np.allclose(box[1], [12.5, 5.0, 7.5])
+
+
+def test_empty_implant_is_an_input_error():
+    with pytest.raises(InputError, match="empty"):
+        printable_mesh(Volume(np.zeros((4, 4, 4), np.uint8), np.eye(3), np.zeros(3)))
