@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -12,95 +13,132 @@ from pcc.cli.paths import check_output
 from pcc.errors import InputError
 
 
+def _non_negative_mm(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of mm, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of mm ≥ 0, got {text}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     p = add_command(
-        commands, "implant", help="Design the implant for a defective skull (a .nrrd file or a folder of them).",
-        example="pcc implant defective_skull/000.nrrd -o implant_000.nrrd --stl implant_000.stl",
+        commands, "implant", help="Design the implant for a defective skull (a .nrrd/.nii(.gz) file or a folder of them).",
+        example="pcc implant defective_skull/000.nrrd -o implant_000.nrrd --stl implant_000.stl --preview 000.png\n"
+        "  pcc implant defective_skull/ -o implants/ --stl stl/ --preview png/ --report run.json --num-parts 2 --part-id 0",
     )
     p.add_argument("input", help="defective skull volume (.nrrd, .nii, .nii.gz) or a folder of them")
-    p.add_argument("-o", "--output", required=True, help="implant volume, or a folder when INPUT is a folder")
-    p.add_argument("--stl", help="also write the implant's surface mesh (STL); a folder when INPUT is a folder")
+    p.add_argument("-o", "--output", required=True, help="implant volume, or a folder when INPUT is a folder (same file names)")
+    p.add_argument("--stl", help="also write the printable implant mesh (binary STL, world mm); a folder when INPUT is a folder")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
     p.add_argument("--model", help="checkpoint to use instead of the shipped weights")
+    p.add_argument("--preview", help="also write a picture of skull and implant (.png); a folder when INPUT is a folder")
+    p.add_argument("--report", help="write a JSON report (versions, model hash, device, timings, volume, thickness, warnings)")
+    p.add_argument("--clearance", type=_non_negative_mm, default=0.0, metavar="MM",
+                   help="fitting gap between the STL and the bone at the rim, mm (default 0; the volume is unchanged)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="folder runs: redo cases whose outputs exist (by default they are skipped, so a rerun resumes)")
+    p.add_argument("--num-parts", type=_int, default=1, metavar="K", help="folder runs: split the sorted cases into K parts ...")
+    p.add_argument("--part-id", type=_int, default=0, metavar="I", help="... and design part I (0 ≤ I < K)")
     p.set_defaults(run=_implant)
 
     p = add_command(
         commands, "demo", help="Design the implant of the bundled example case and score it against its ground truth.",
         example="pcc demo --output demo_output",
     )
-    p.add_argument("--output", default="demo_output", help="folder for the demo's implant and STL (default demo_output)")
+    p.add_argument("--output", default="demo_output", help="folder for the demo's implant, STL and preview (default demo_output)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(run=_demo)
 
 
 def _implant(args: argparse.Namespace) -> None:
-    from pcc.io import is_volume_path, volume_suffix
+    from pcc.batch import Job, plan_folder, run_jobs, select_part
+    from pcc.io import is_volume_path
 
     source = Path(args.input)
+    if args.report is not None:
+        check_output(args.report, source)
+        if not args.report.lower().endswith(".json"):
+            raise InputError(f"{args.report}: the report must end in .json")
+    if args.model is not None and not Path(args.model).is_file():
+        raise InputError(f"model file {args.model} not found; give --model PATH of a pcc checkpoint")
     if source.is_dir():
-        inputs = sorted(p for p in source.iterdir() if p.is_file() and is_volume_path(p))
-        if not inputs:
-            raise InputError(f"{source} holds no .nrrd/.nii/.nii.gz volumes")
         out_dir = Path(args.output)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise InputError(f"{out_dir} is a file, but INPUT is a folder: give an output folder")
         if out_dir.exists() and out_dir.resolve() == source.resolve():
             raise InputError("the output folder is the input folder: choose another output folder")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        stl_dir = Path(args.stl) if args.stl else None
-        if stl_dir:
-            stl_dir.mkdir(parents=True, exist_ok=True)
-        jobs = [
-            (p, out_dir / p.name, stl_dir / (p.name[: -len(volume_suffix(p))] + ".stl") if stl_dir else None)
-            for p in inputs
-        ]
+        folders = {"--stl": args.stl, "--preview": args.preview}
+        for option, folder in folders.items():
+            if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+                raise InputError(f"{option} {folder} is a file, but INPUT is a folder: give a folder")
+        jobs = plan_folder(source, out_dir, stl_dir=_path(args.stl), preview_dir=_path(args.preview))
+        jobs = select_part(jobs, args.num_parts, args.part_id)
+        for folder in (out_dir, _path(args.stl), _path(args.preview)):
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+        keep_going, resume = True, True
     else:
+        if not source.is_file():
+            raise InputError(f"{source} does not exist: give a .nrrd/.nii/.nii.gz file or a folder of them")
+        if args.num_parts != 1 or args.part_id != 0:
+            raise InputError("--num-parts and --part-id split a folder of cases; INPUT is a single file")
         if not is_volume_path(args.output):
             raise InputError(f"{args.output}: the implant output must end in .nrrd, .nii or .nii.gz")
         output = check_output(args.output, source)
-        if args.stl:
-            check_output(args.stl, source)
-            if not args.stl.lower().endswith(".stl"):
-                raise InputError(f"{args.stl}: the STL output must end in .stl")
-        jobs = [(source, output, Path(args.stl) if args.stl else None)]
-    run_implant_jobs(jobs, model_path=args.model, device=args.device)
+        for option, path, suffix in (("--stl", args.stl, ".stl"), ("--preview", args.preview, ".png")):
+            if path is not None:
+                check_output(path, source)
+                if not path.lower().endswith(suffix):
+                    raise InputError(f"{path}: the {option} output must end in {suffix}")
+        jobs = [Job(source, output, _path(args.stl), _path(args.preview))]
+        keep_going, resume = False, False  # one file: always (re)design it, as asked
+    run_jobs(
+        jobs, model_path=args.model, device=args.device, clearance_mm=args.clearance, overwrite=args.overwrite,
+        resume=resume, report_path=_path(args.report), command=["pcc", *sys.argv[1:]], keep_going=keep_going,
+    )
 
 
-def run_implant_jobs(jobs: list[tuple[Path, Path, Path | None]], *, model_path: str | None, device: str) -> None:
-    """Design each (input, output, stl) job with one model load, printing the time of each case."""
-    from pcc.io import read_volume, write_mesh, write_volume
-    from pcc.pipeline import design_implant, load_model
-    from pcc.surface import volume_to_mesh
+def _path(text: str | None) -> Path | None:
+    return None if text is None else Path(text)
 
-    model = load_model(model_path, device=device)
-    for index, (source, output, stl) in enumerate(jobs, 1):
-        start = time.perf_counter()
-        defective = read_volume(source)
-        implant = design_implant(defective, model)
-        write_volume(output, implant)
-        if stl is not None:
-            if not implant.mask().any():
-                raise InputError(f"{source}: the implant is empty, so there is no STL to write")
-            write_mesh(stl, volume_to_mesh(implant), space=implant.space)
-        voxels = int(implant.mask().sum())
-        print(
-            f"[{index}/{len(jobs)}] {source.name}: {voxels} implant voxels "
-            f"({voxels * implant.voxel_volume / 1000:.1f} cm³) in {time.perf_counter() - start:.1f} s → {output}",
-            file=sys.stderr,
-        )
+
+def run_implant_jobs(jobs: list[tuple[Path, Path, Path | None]], *, model_path: str | None, device: str):
+    """Design each (input, output, stl) job with one model load (kept for callers of the old API)."""
+    from pcc.batch import Job, run_jobs
+
+    return run_jobs([Job(Path(s), Path(o), None if t is None else Path(t)) for s, o, t in jobs],
+                    model_path=model_path, device=device, resume=False)
 
 
 def _demo(args: argparse.Namespace) -> None:
+    from pcc.batch import Job, run_jobs
     from pcc.examples import EXAMPLE_DEFECTIVE, EXAMPLE_IMPLANT
     from pcc.io import read_volume
     from pcc.metrics import score_case
 
     out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir} is a file: give a folder for the demo's outputs")
     out_dir.mkdir(parents=True, exist_ok=True)
-    output, stl = out_dir / "implant.nrrd", out_dir / "implant.stl"
+    output, stl, preview = out_dir / "implant.nrrd", out_dir / "implant.stl", out_dir / "preview.png"
     start = time.perf_counter()
-    run_implant_jobs([(EXAMPLE_DEFECTIVE, output, stl)], model_path=None, device=args.device)
+    report = run_jobs([Job(EXAMPLE_DEFECTIVE, output, stl, preview)], model_path=None, device=args.device, resume=False,
+                      report_path=out_dir / "report.json", command=["pcc", "demo", *sys.argv[2:]])
     elapsed = time.perf_counter() - start
+    timings = report.cases[0]["timings_s"]
     predicted, truth, defective = read_volume(output), read_volume(EXAMPLE_IMPLANT), read_volume(EXAMPLE_DEFECTIVE)
     scores = score_case(predicted.mask(), truth.mask(), defective.mask(), defective.spacing)
     print(f"example case {EXAMPLE_DEFECTIVE.name} (SkullFix, held out from training; CC BY-NC-SA 4.0)")
-    print(f"implant: {output}   mesh: {stl}")
-    print(f"DSC {scores.dsc:.4f}   bDSC {scores.bdsc:.4f}   HD95 {scores.hd95:.2f} mm   time {elapsed:.1f} s")
+    print(f"implant: {output}   mesh: {stl}   preview: {preview}   report: {out_dir / 'report.json'}")
+    print(f"DSC {scores.dsc:.4f}   bDSC {scores.bdsc:.4f}   HD95 {scores.hd95:.2f} mm   "
+          f"design {timings.get('design', 0.0):.1f} s   everything {elapsed:.1f} s")

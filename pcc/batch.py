@@ -1,0 +1,322 @@
+"""Implant design over one case or a folder of cases: resume, splitting, progress, report.
+
+    jobs = plan_jobs("defective_skull/", "implants/", stl="stl/", preview="png/")
+    jobs = select_part(jobs, num_parts=4, part_id=0)
+    report = run_jobs(jobs, model_path=None, device="auto")
+
+A case is finished when every output it asks for exists. Every file is written atomically (a
+temporary file renamed into place), so an interrupted run leaves no half-written file and the next
+run redoes only what is missing: cases whose implant volume exists but whose STL or preview does not
+are completed from that volume without running the network again. The model is loaded once, and
+only if some case needs it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pcc.errors import InputError
+
+
+@dataclass(frozen=True)
+class Job:
+    """One case: its input and the outputs asked for (None: not asked for)."""
+
+    source: Path
+    output: Path
+    stl: Path | None = None
+    preview: Path | None = None
+
+    @property
+    def name(self) -> str:
+        from pcc.io import volume_suffix
+
+        return self.source.name[: -len(volume_suffix(self.source))] or self.source.name
+
+    def outputs(self) -> list[Path]:
+        return [p for p in (self.output, self.stl, self.preview) if p is not None]
+
+    def finished(self) -> bool:
+        return all(p.is_file() for p in self.outputs())
+
+
+def folder_inputs(folder: Path) -> list[Path]:
+    """The volumes (.nrrd, .nii, .nii.gz) of a folder, sorted by name; hidden files are ignored."""
+    from pcc.io import is_volume_path
+
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_volume_path(p) and not p.name.startswith("."))
+
+
+def plan_folder(source: Path, out_dir: Path, *, stl_dir: Path | None = None, preview_dir: Path | None = None) -> list[Job]:
+    """Jobs for every volume of a folder: same file names in out_dir, <name>.stl / <name>.png beside."""
+    inputs = folder_inputs(source)
+    if not inputs:
+        raise InputError(f"{source} holds no .nrrd/.nii/.nii.gz volumes: give a folder of defective skulls")
+    jobs = []
+    for path in inputs:
+        job = Job(path, out_dir / path.name)
+        jobs.append(Job(path, out_dir / path.name,
+                        stl_dir / f"{job.name}.stl" if stl_dir else None,
+                        preview_dir / f"{job.name}.png" if preview_dir else None))
+    return jobs
+
+
+def select_part(items: list, num_parts: int, part_id: int) -> list:
+    """Part `part_id` (0-based) of `num_parts` contiguous, near-equal parts of a sorted list.
+
+    Every item falls in exactly one part; the parts' sizes differ by at most one.
+    """
+    if num_parts < 1:
+        raise InputError(f"--num-parts must be at least 1, got {num_parts}")
+    if not 0 <= part_id < num_parts:
+        raise InputError(f"--part-id must be between 0 and {num_parts - 1} for --num-parts {num_parts}, got {part_id}")
+    count = len(items)
+    start = part_id * count // num_parts
+    stop = (part_id + 1) * count // num_parts
+    return list(items[start:stop])
+
+
+def run_jobs(
+    jobs: list[Job],
+    *,
+    model_path: str | Path | None = None,
+    device: str = "auto",
+    clearance_mm: float = 0.0,
+    overwrite: bool = False,
+    resume: bool = True,
+    report_path: Path | None = None,
+    command: list[str] | None = None,
+    keep_going: bool = False,
+    log=None,
+):
+    """Design the implant of every job (see the module's docstring); returns the RunReport.
+
+    Args:
+        jobs: from plan_folder, or one Job for one file.
+        model_path: checkpoint, or None for the shipped weights.
+        device: auto, cpu, cuda or cuda:N.
+        clearance_mm: fitting gap opened at the rim of the STL (and the preview); the volume is unchanged.
+        overwrite: redo cases whose outputs exist.
+        resume: skip finished cases (when not overwrite); False recomputes every case.
+        report_path: JSON report, rewritten after each case.
+        command: the command line, for the report.
+        keep_going: record a failing case and go on to the next (folder runs); otherwise raise.
+        log: stream for progress lines (default stderr).
+
+    Raises:
+        InputError: (after all cases, with keep_going) when some case had bad input.
+        RuntimeError: (after all cases, with keep_going) when some case failed internally.
+    """
+    from tqdm import tqdm
+
+    from pcc.report import RunReport
+
+    log = log or sys.stderr
+    state: dict[str, Any] = {"model": None}
+    options = {"clearance_mm": clearance_mm, "overwrite": overwrite, "cases": len(jobs)}
+    previous = _previous_cases(report_path) if report_path is not None and not overwrite else {}
+    report = None
+
+    def model():
+        if state["model"] is None:
+            from pcc.pipeline import load_model
+
+            start = time.perf_counter()
+            state["model"] = load_model(model_path, device=device)
+            state["load_s"] = time.perf_counter() - start
+            if report is not None:
+                report.header["model_load_s"] = round(state["load_s"], 3)
+        return state["model"]
+
+    todo = [job for job in jobs if overwrite or not resume or not job.finished()]
+    if todo and any(overwrite or not resume or not job.output.is_file() for job in todo):
+        model()  # fail early (bad --model or --device) before any case
+    report = RunReport.start(model=state["model"], device=device, command=command, options=options)
+    if state["model"] is not None:
+        report.header["model_load_s"] = round(state["load_s"], 3)
+    failures: list[tuple[Job, BaseException]] = []
+    bar = tqdm(jobs, desc="implants", unit="case", file=log, disable=None if len(jobs) > 1 else True, dynamic_ncols=True)
+    for job in bar:
+        bar.set_postfix_str(job.name)
+        if resume and not overwrite and job.finished():
+            record = {"case": job.name, "input": str(job.source), "status": "skipped",
+                      "reason": "all outputs exist (use --overwrite to redo)"}
+            if job.name in previous:
+                record["previous_run"] = previous[job.name]
+            report.add_case(record)
+            tqdm.write(f"{job.name}: skipped, outputs exist", file=log)
+            continue
+        try:
+            record = design_case(job, model, clearance_mm=clearance_mm, reuse_volume=resume and not overwrite,
+                                 with_thickness=report_path is not None)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:
+            if not keep_going:
+                raise
+            failures.append((job, error))
+            kind = "bad input" if isinstance(error, InputError) else f"internal error {type(error).__name__}"
+            report.add_case({"case": job.name, "input": str(job.source), "status": "failed", "error": f"{kind}: {error}",
+                             "traceback": None if isinstance(error, InputError) else traceback.format_exc(limit=5)})
+            tqdm.write(f"{job.name}: FAILED ({kind}: {error})", file=log)
+        else:
+            report.add_case(record)
+            tqdm.write(_case_line(record), file=log)
+            for warning in record["warnings"]:
+                tqdm.write(f"{job.name}: warning: {warning}", file=log)
+        if report_path is not None:
+            report.write(report_path)
+    bar.close()
+    if report_path is not None:
+        report.write(report_path)
+    if len(jobs) > 1:
+        summary = report.summary()
+        mean = f", {summary['mean_time_s']:.1f} s per case" if summary["mean_time_s"] is not None else ""
+        print(f"done: {summary['done']} designed, {summary['skipped']} skipped (outputs existed), "
+              f"{summary['failed']} failed, {summary['warnings']} warnings{mean}"
+              + (f"; report {report_path}" if report_path else ""), file=log)
+    if failures:
+        names = ", ".join(job.name for job, _ in failures)
+        if any(not isinstance(error, InputError) for _, error in failures):
+            raise RuntimeError(f"{len(failures)} case(s) failed: {names}")
+        raise InputError(f"{len(failures)} case(s) had bad input and were not designed: {names} (see above)")
+    return report
+
+
+def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: bool = True,
+                with_thickness: bool = True) -> dict[str, Any]:
+    """Design one case and write its outputs; returns its report record (status 'done').
+
+    `model` is a callable returning the loaded model (called only when the network must run).
+    With reuse_volume, an existing implant volume is read instead of designed again.
+    """
+    import numpy as np
+
+    from pcc.io import read_volume, write_volume
+    from pcc.pipeline import design_implant
+    from pcc.volume import require_binary
+
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    total = time.perf_counter()
+    start = time.perf_counter()
+    defective = read_volume(job.source)
+    require_binary(defective, job.source)
+    timings["read"] = time.perf_counter() - start
+    reused = reuse_volume and job.output.is_file()
+    if reused:
+        start = time.perf_counter()
+        implant = read_volume(job.output)
+        if not implant.same_grid(defective):
+            raise InputError(f"{job.output} exists but is not on {job.source}'s grid: remove it or use --overwrite")
+        timings["read_existing_implant"] = time.perf_counter() - start
+        warnings.append(f"implant volume {job.output} existed and was reused (use --overwrite to design it again)")
+    else:
+        stages: dict[str, float] = {}
+        start = time.perf_counter()
+        implant = design_implant(defective, model(), timings=stages)
+        timings["design"] = time.perf_counter() - start
+        timings.update({f"design.{k}": v for k, v in stages.items()})
+        start = time.perf_counter()
+        write_volume(job.output, implant)
+        timings["write_volume"] = time.perf_counter() - start
+    mask = implant.mask()
+    voxels = int(mask.sum())
+    record: dict[str, Any] = {
+        "case": job.name,
+        "input": str(job.source),
+        "status": "done",
+        "outputs": {"volume": str(job.output), "stl": _str(job.stl), "preview": _str(job.preview)},
+        "grid": {"shape": list(implant.shape), "spacing_mm": implant.spacing.round(6).tolist(), "space": implant.space},
+        "implant": {"voxels": voxels, "volume_mm3": voxels * implant.voxel_volume},
+    }
+    if voxels == 0:
+        warnings.append("the implant is empty: the network found no defect (no STL written)")
+    elif np.any(mask & defective.mask()):
+        warnings.append("the implant overlaps the defective skull")
+    mesh = None
+    if voxels and (job.stl is not None or job.preview is not None or with_thickness):
+        from pcc.printing import check_printable, largest_component, printable_mesh, solid_mask, write_stl
+
+        start = time.perf_counter()
+        mesh = printable_mesh(implant, clearance_mm=clearance_mm, defective=defective)
+        timings["mesh"] = time.perf_counter() - start
+        solid = solid_mask(implant, clearance_mm=clearance_mm, defective=defective)
+        checks = check_printable(mesh, implant, solid=solid)
+        record["mesh"] = {"vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)), "clearance_mm": clearance_mm, **checks}
+        if not checks["ok"]:
+            warnings.append(f"the printable mesh failed a check: {checks}")
+        kept = int(largest_component(mask).sum())
+        if kept < voxels:
+            warnings.append(f"the implant has several parts: the STL holds the largest, {kept} of {voxels} voxels "
+                            f"({100 * kept / voxels:.1f}%)")
+        if clearance_mm > 0:
+            record["mesh"]["clearance_removed_mm3"] = (voxels - int(solid.sum())) * implant.voxel_volume
+        if job.stl is not None:
+            start = time.perf_counter()
+            write_stl(job.stl, mesh, space=implant.space)
+            timings["write_stl"] = time.perf_counter() - start
+    if voxels and with_thickness:
+        from pcc.printing import thickness_report
+
+        start = time.perf_counter()
+        record["implant"].update(thickness_report(implant, mesh=mesh if clearance_mm == 0 else None))
+        timings["thickness"] = time.perf_counter() - start
+        if record["implant"]["thickness_p05_mm"] < 1.0:
+            warnings.append(f"5% of the implant is thinner than {record['implant']['thickness_p05_mm']:.2f} mm")
+    if job.preview is not None:
+        from pcc.preview import render_preview
+
+        start = time.perf_counter()
+        lines = [f"implant {voxels * implant.voxel_volume / 1000:.1f} cm³"]
+        if "thickness_mean_mm" in record["implant"]:
+            i = record["implant"]
+            lines.append(f"thickness mean {i['thickness_mean_mm']:.1f} mm (5th percentile {i['thickness_p05_mm']:.1f}, "
+                         f"max {i['thickness_max_mm']:.1f})")
+            lines.append(f"area {i['area_mm2'] / 100:.1f} cm²")
+        if clearance_mm > 0:
+            lines.append(f"clearance {clearance_mm:g} mm")
+        render_preview(defective, implant, job.preview, title=job.name, implant_mesh=mesh, lines=lines)
+        timings["preview"] = time.perf_counter() - start
+    timings["total"] = time.perf_counter() - total
+    record["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+    record["warnings"] = warnings
+    return record
+
+
+def _case_line(record: dict[str, Any]) -> str:
+    implant = record["implant"]
+    timings = record["timings_s"]
+    parts = [f"{record['case']}: {implant['volume_mm3'] / 1000:.1f} cm³"]
+    if "thickness_mean_mm" in implant:
+        parts.append(f"thickness {implant['thickness_mean_mm']:.1f} mm")
+    if "mesh" in record:
+        parts.append("STL ok" if record["mesh"]["ok"] else "STL CHECK FAILED")
+    design = f"design {timings['design']:.1f} s, " if "design" in timings else "volume reused, "
+    parts.append(f"{design}total {timings['total']:.1f} s → {record['outputs']['volume']}")
+    return "  ".join(parts)
+
+
+def _previous_cases(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+        cases = {}
+        for case in data.get("cases", []):
+            if case.get("status") == "done":
+                cases[case["case"]] = case
+            elif case.get("status") == "skipped" and isinstance(case.get("previous_run"), dict):
+                cases[case["case"]] = case["previous_run"]
+        return cases
+    except Exception:  # no report yet, or not ours: nothing to carry over
+        return {}
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)

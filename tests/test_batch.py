@@ -1,0 +1,168 @@
+"""Batch runs of `pcc implant`: same names out, resume, --num-parts split, reports, argument errors.
+
+The network is replaced by a stand-in (monkeypatched load_model/design_implant that returns the
+known implant of a synthetic case), so these tests check the batch logic, not the model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nrrd
+import numpy as np
+import pytest
+
+from conftest import hollow_ellipsoid
+from pcc import pipeline
+from pcc.batch import Job, plan_folder, select_part
+from pcc.cli import main
+from pcc.io import read_volume, write_volume
+from pcc.volume import Volume
+
+FULL = hollow_ellipsoid((32, 30, 28), radii=(13.0, 12.0, 11.0), thickness=3.5, hole_radius=0.0)
+DEFECTIVE = hollow_ellipsoid((32, 30, 28), radii=(13.0, 12.0, 11.0), thickness=3.5, hole_radius=6.0)
+
+
+class StandIn:
+    """What load_model returns, for the report: a source file, a device and metadata."""
+
+    def __init__(self, source: Path):
+        self.source, self.device, self.metadata = source, "cpu", {"stand_in": True}
+
+
+@pytest.fixture()
+def fake_model(monkeypatch, tmp_path):
+    calls = {"load": 0, "design": []}
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(b"not a real model")
+
+    def load_model(path=None, *, device="auto"):
+        calls["load"] += 1
+        return StandIn(weights)
+
+    def design_implant(defective, model, *, timings=None):
+        calls["design"].append(defective.origin[0])
+        if timings is not None:
+            timings.update(cloud=0.01, network=0.02, voxelize_cleanup=0.03)
+        return defective.with_array(((FULL != 0) & ~defective.mask()).astype(np.uint8))
+
+    monkeypatch.setattr(pipeline, "load_model", load_model)
+    monkeypatch.setattr(pipeline, "design_implant", design_implant)
+    return calls
+
+
+def make_cases(folder: Path, names: list[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(names):
+        volume = Volume(DEFECTIVE, np.eye(3) * 1.5, np.array([float(index), 0.0, 0.0]))
+        if name.endswith(".nrrd"):
+            nrrd.write(str(folder / name), DEFECTIVE.astype(np.int32),
+                       {"space": "left-posterior-superior", "space directions": np.eye(3) * 1.5,
+                        "space origin": volume.origin, "encoding": "gzip"})
+        else:
+            write_volume(folder / name, volume)
+
+
+def test_folder_run_resumes_and_reports(tmp_path, fake_model, capsys):
+    names = ["a.nrrd", "b.nii.gz", "c.nrrd"]
+    make_cases(tmp_path / "in", names)
+    out, stl = tmp_path / "out", tmp_path / "stl"
+    report = tmp_path / "run.json"
+    args = ["implant", str(tmp_path / "in"), "-o", str(out), "--stl", str(stl), "--report", str(report), "--device", "cpu"]
+    # an interrupted earlier run finished case a; case b got its volume but not its STL
+    assert main(args[:6] + ["--num-parts", "3", "--part-id", "0"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.nrrd"] and (stl / "a.stl").is_file()
+    b = read_volume(tmp_path / "in" / "b.nii.gz")
+    write_volume(out / "b.nii.gz", b.with_array(read_volume(out / "a.nrrd").array))  # reused, not redesigned
+    fake_model["design"].clear()
+    fake_model["load"] = 0
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == names  # same file names, NIfTI stays NIfTI
+    assert sorted(p.name for p in stl.iterdir()) == ["a.stl", "b.stl", "c.stl"]
+    assert fake_model["design"] == [2.0] and fake_model["load"] == 1  # only c ran the network, one load
+    data = json.loads(report.read_text())
+    status = {c["case"]: c["status"] for c in data["cases"]}
+    assert status == {"a": "skipped", "b": "done", "c": "done"}
+    c = next(case for case in data["cases"] if case["case"] == "c")
+    assert c["mesh"]["ok"] and c["implant"]["thickness_mean_mm"] > 0 and "network" in " ".join(c["timings_s"])
+    assert data["model"]["sha256"] and data["versions"]["numpy"] and data["summary"]["done"] == 2
+    err = capsys.readouterr().err
+    assert "skipped" in err and "1 skipped" in err
+    # a third run has nothing left to do and does not even load the model
+    fake_model["load"] = 0
+    assert main(args) == 0 and fake_model["load"] == 0
+    # --overwrite redoes everything
+    assert main(args + ["--overwrite"]) == 0 and len(fake_model["design"]) == 1 + 3
+
+
+@pytest.mark.parametrize("count,parts", [(7, 3), (3, 5), (10, 4), (1, 1)])
+def test_num_parts_cover_every_case_once(count, parts):
+    items = [f"{i:03d}.nrrd" for i in range(count)]
+    chosen = [select_part(items, parts, i) for i in range(parts)]
+    flat = [x for part in chosen for x in part]
+    assert sorted(flat) == items and len(flat) == count
+    sizes = [len(part) for part in chosen]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_plan_folder_uses_sorted_names_and_ignores_other_files(tmp_path):
+    make_cases(tmp_path / "in", ["b.nrrd", "a.nii"])
+    (tmp_path / "in" / "notes.txt").write_text("x")
+    jobs = plan_folder(tmp_path / "in", tmp_path / "out", stl_dir=tmp_path / "s")
+    assert [j.source.name for j in jobs] == ["a.nii", "b.nrrd"]
+    assert [j.stl.name for j in jobs] == ["a.stl", "b.stl"] and jobs[0].preview is None
+    assert Job(tmp_path / "x.nii.gz", tmp_path / "y.nii.gz").name == "x"
+
+
+def test_single_file_with_preview_and_report(tmp_path, fake_model):
+    make_cases(tmp_path, ["case.nii.gz"])
+    args = ["implant", str(tmp_path / "case.nii.gz"), "-o", str(tmp_path / "implant.nrrd"), "--stl", str(tmp_path / "i.stl"),
+            "--report", str(tmp_path / "r.json"), "--clearance", "1.5"]
+    assert main(args) == 0
+    implant = read_volume(tmp_path / "implant.nrrd")
+    assert implant.same_grid(read_volume(tmp_path / "case.nii.gz")) and implant.mask().any()
+    case = json.loads((tmp_path / "r.json").read_text())["cases"][0]
+    assert case["mesh"]["clearance_mm"] == 1.5 and case["mesh"]["clearance_removed_mm3"] > 0
+    assert case["mesh"]["watertight"] and case["mesh"]["components"] == 1
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--num-parts", "2", "--part-id", "2"], "part-id"),
+        (["--num-parts", "0"], "num-parts"),
+        (["--clearance", "-1"], "clearance"),
+        (["--clearance", "abc"], "clearance"),
+        (["--report", "r.txt"], ".json"),
+        (["--model", "missing.pt"], "not found"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(tmp_path, fake_model, capsys, monkeypatch, extra, message):
+    make_cases(tmp_path / "in", ["a.nrrd"])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as raised:
+        status = main(["implant", "in", "-o", "out", *extra])
+        raise SystemExit(status)
+    err = capsys.readouterr().err
+    assert raised.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert fake_model["design"] == []
+
+
+def test_single_file_rejects_parts_and_bad_suffixes(tmp_path, fake_model, capsys):
+    make_cases(tmp_path, ["a.nrrd"])
+    source = str(tmp_path / "a.nrrd")
+    for extra in (["--num-parts", "2"], ["--preview", str(tmp_path / "p.jpg")], ["--stl", str(tmp_path / "x.obj")]):
+        assert main(["implant", source, "-o", str(tmp_path / "o.nrrd"), *extra]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.nrrd").exists()
+
+
+def test_a_bad_case_in_a_folder_does_not_stop_the_others(tmp_path, fake_model, capsys):
+    make_cases(tmp_path / "in", ["a.nrrd", "c.nrrd"])
+    (tmp_path / "in" / "b.nrrd").write_text("NRRD0004\ngarbage\n")
+    status = main(["implant", str(tmp_path / "in"), "-o", str(tmp_path / "out")])
+    assert status == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.nrrd", "c.nrrd"]
+    assert "b" in capsys.readouterr().err.strip().splitlines()[-1]
