@@ -132,8 +132,11 @@ def _skull_mesh(defective: Volume, *, pool: int = 2) -> ShadedMesh:
     lower = [lo - lo % pool for lo in lower]
     crop = mask[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))]
     crop = np.pad(crop, [(0, (-s) % pool) for s in crop.shape])
-    pooled = crop.reshape(crop.shape[0] // pool, pool, crop.shape[1] // pool, pool, crop.shape[2] // pool, pool)
-    field = pooled.mean(axis=(1, 3, 5), dtype=np.float32)
+    counts = crop.view(np.uint8)
+    for axis in range(3):  # sum pool×pool×pool blocks one axis at a time (uint8: at most pool³)
+        shape = counts.shape[:axis] + (counts.shape[axis] // pool, pool) + counts.shape[axis + 1:]
+        counts = counts.reshape(shape).sum(axis=axis + 1, dtype=np.uint8)
+    field = counts.astype(np.float32) / pool**3
     field = ndimage.gaussian_filter(np.pad(field, 2), 0.9)
     vertices, faces, _, _ = marching_cubes(field, level=0.5, allow_degenerate=False)
     index = (vertices - 2) * pool + (pool - 1) / 2.0 + np.asarray(lower)

@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-LIBRARIES = ("torch", "numpy", "scipy", "scikit-image", "trimesh", "open3d", "pynrrd", "nibabel", "lightning", "pykeops")
+LIBRARIES = ("torch", "numpy", "scipy", "scikit-image", "trimesh", "open3d", "pynrrd", "nibabel", "lightning", "pytorch-lightning", "pykeops")
 
 
 def library_versions() -> dict[str, str | None]:
