@@ -1,7 +1,14 @@
 """Surfaces of binary volumes: triangle meshes and evenly spread surface points, in world mm.
 
-The surface is the 0.5 iso-surface of the (padded) binary mask, found by marching cubes, so it
-passes half-way between every inside and outside voxel centre and is always closed.
+The mesh is the 0.5 iso-surface of the (padded) binary mask, found by marching cubes, so it passes
+half-way between every inside and outside voxel centre and is always closed.
+
+Points are sampled on the 0.5 iso-surface of the mask smoothed by a Gaussian of SMOOTHING_VOXELS:
+the binary iso-surface is a chamfered staircase whose facets (and normals) wobble by ~0.3 voxel
+around the smooth bone surface that was voxelized; the smoothed one follows that surface, so a
+sparse cloud carries it more faithfully. Measured on SkullFix implants at 16384 points, round trip
+through pcc.voxelize: surface voxels that differ 8% → 1.5%, DSC 0.992 → 0.998 (tools/bench_roundtrip.py).
+Structures one voxel thin fade below 0.5 and lose their points.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import numpy as np
 from pcc.cloud import PointCloud
 from pcc.errors import InputError
 from pcc.volume import Volume
+
+SMOOTHING_VOXELS = 0.8
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,7 @@ def volume_to_points(volume: Volume, n_points: int, *, seed: int = 0, step: int 
     """
     if n_points < 1:
         raise InputError(f"the point count must be at least 1, got {n_points}")
-    vertices, faces = _index_space_surface(volume, step)
+    vertices, faces = _index_space_surface(volume, step, smoothing=SMOOTHING_VOXELS)
     # Morton order of the faces (see sample_mesh); index-space vertices are half-integers, so cells
     # of 0.5 voxel give one exact cell per vertex.
     faces = faces[np.argsort(_morton_codes(vertices, cell=0.5)[faces[:, 0]], kind="stable")]
@@ -117,20 +126,31 @@ def _stratified_choice(areas: np.ndarray, n_points: int, seed: int) -> tuple[np.
     return chosen, u, v
 
 
-def _index_space_surface(volume: Volume, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Marching-cubes vertices (voxel indices, float32) and faces (int32) wound outward in world space."""
+def _index_space_surface(volume: Volume, step: int, *, smoothing: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Marching-cubes vertices (voxel indices, float32) and faces (int32) wound outward in world space.
+
+    smoothing: Gaussian sigma in voxels applied to the mask before marching cubes (0: none).
+    """
     from skimage.measure import marching_cubes
 
     mask = volume.mask()
     if not mask.any():
         raise InputError("the volume is empty (no nonzero voxel): there is no surface to convert")
     lower, upper = _bounding_box(mask)
-    crop = np.zeros(tuple(hi - lo + 2 for lo, hi in zip(lower, upper)), dtype=np.float32)
-    crop[1:-1, 1:-1, 1:-1] = mask[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))]
-    # On a 0/1 grid at level 0.5 every vertex is an edge midpoint, so no triangle is degenerate:
-    # skipping skimage's degenerate-triangle filter saves ~40% of its time on a skull.
+    pad = 1 + int(np.ceil(3 * smoothing))
+    crop = np.zeros(tuple(hi - lo + 2 * pad for lo, hi in zip(lower, upper)), dtype=np.float32)
+    crop[pad:-pad, pad:-pad, pad:-pad] = mask[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))]
+    if smoothing > 0:
+        from scipy import ndimage
+
+        ndimage.gaussian_filter(crop, smoothing, output=crop, truncate=3.0)
+    # On a 0/1 grid at level 0.5 every vertex is an edge midpoint, so no triangle is degenerate;
+    # on a smoothed grid a few may be, and they get zero area (never sampled). Skipping skimage's
+    # degenerate-triangle filter saves ~40% of its time on a skull.
     vertices, faces, _, _ = marching_cubes(crop, level=0.5, step_size=step, allow_degenerate=True)
-    vertices += (np.asarray(lower) - 1).astype(np.float32)
+    if len(faces) == 0:
+        raise InputError("the volume's structures are too thin (one voxel) to have a surface; give a solid mask")
+    vertices += (np.asarray(lower) - pad).astype(np.float32)
     # skimage winds the faces of a bright object inward in index space; the index → world map keeps
     # that winding when det(directions) > 0 and mirrors it otherwise (tests check both).
     if np.linalg.det(volume.directions) > 0:
