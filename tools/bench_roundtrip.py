@@ -68,7 +68,14 @@ def main() -> int:
     parser.add_argument("--skull-points", type=int, default=300_000, help="points per full skull")
     parser.add_argument("--csv", type=Path, default=REPO / "docs" / "images" / "roundtrip.csv")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "images" / "roundtrip.png")
+    parser.add_argument("--replot", action="store_true", help="only redraw the plot from an existing --csv")
     args = parser.parse_args()
+    if args.replot:
+        with open(args.csv) as handle:
+            rows = [dict(r, points=int(r["points"]), **{k: float(r[k]) for k in ("dsc", "hd95_mm", "to_points_s", "to_volume_s")})
+                    for r in csv.DictReader(handle)]
+        plot(summarise(rows), [r for r in rows if r["kind"] == "skull"], args.plot)
+        return 0
 
     from pcc.io import read_volume
     from pcc.surface import volume_to_points
@@ -184,7 +191,8 @@ def plot(summary: dict[int, dict], skull_rows: list[dict], path: Path) -> None:
     for ax in (ax_dsc, ax_hd, ax_time):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"SkullFix round trip volume → cloud → volume ({summary[counts[0]]['cases']}+ implants)", fontsize=10)
+    cases = ", ".join(f"{summary[n]['cases']} at {n}" for n in counts)
+    fig.suptitle(f"SkullFix implants, volume → cloud → volume (implants: {cases} points)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
