@@ -134,6 +134,7 @@ class SampleSizes:
     global_target: int = 512
     local_input: int = 1024
     local_target: int = 2048
+    frame_jitter: float = 0.15  # standard deviation of the defect-frame centre shift, in defect radii
 
 
 class CompletionPairs(Dataset):
@@ -165,8 +166,9 @@ def make_pair(case: CachedCase, sizes: SampleSizes, rng: np.random.Generator, *,
     g_target = rng.choice(len(implant), sizes.global_target, replace=False)
 
     d_frame = defect_frame(implant[rng.choice(len(implant), 512, replace=False)])
-    if augment:  # the global stage's frame is not exact at inference: train the local stage on jittered frames
-        d_frame = type(d_frame)(d_frame.centre + rng.normal(0, 0.06 * d_frame.scale, 3), d_frame.scale * rng.uniform(0.9, 1.15))
+    if augment:  # the global stage's frame is not exact: train the local stage to find the hole in a shifted frame
+        shift = rng.normal(0, sizes.frame_jitter * d_frame.scale, 3)
+        d_frame = type(d_frame)(d_frame.centre + shift, d_frame.scale * rng.uniform(0.85, 1.2))
     l_in = crop_and_sample(skull, skull_n, d_frame, sizes.local_input, rng)
     l_target = rng.choice(len(implant), sizes.local_target, replace=len(implant) < sizes.local_target)
     return {
@@ -241,6 +243,7 @@ class SkullCompletionData(L.LightningDataModule):
         batch_size: training pairs per batch.
         num_workers: data-loading worker processes.
         global_input, global_target, local_input, local_target: point counts of each pair.
+        frame_jitter: training shift of the defect frame's centre (standard deviation, defect radii).
     """
 
     def __init__(
@@ -255,12 +258,13 @@ class SkullCompletionData(L.LightningDataModule):
         global_target: int = 512,
         local_input: int = 1024,
         local_target: int = 2048,
+        frame_jitter: float = 0.15,
     ):
         super().__init__()
         self.root, self.cache_dir = Path(root), Path(cache_dir)
         self.validation_cases, self.repeats = validation_cases, repeats
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.sizes = SampleSizes(global_input, global_target, local_input, local_target)
+        self.sizes = SampleSizes(global_input, global_target, local_input, local_target, frame_jitter)
 
     def split(self) -> tuple[list[str], list[str]]:
         """(training names, validation names)."""

@@ -31,6 +31,7 @@ from pcc.volume import Volume, require_binary
 
 SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "skullfix.pt"
 LOCAL_PASSES = 4
+FRAME_REFINEMENTS = 2
 RIM_CLOSING_MM = 1.5
 
 
@@ -99,10 +100,15 @@ def predict_implant_cloud(
     skull_normals: np.ndarray,
     *,
     passes: int = LOCAL_PASSES,
+    refinements: int = FRAME_REFINEMENTS,
     seed: int = 0,
     sizes: SampleSizes = SampleSizes(),
 ) -> PointCloud:
-    """Predicted implant surface points (world mm) with outward normals, from the skull's surface cloud."""
+    """Predicted implant surface points (world mm) with outward normals, from the skull's surface cloud.
+
+    passes: resamplings of the local input whose predictions are merged;
+    refinements: extra local predictions, each in the frame fitted to the previous one's points.
+    """
     device = next(local_net.parameters()).device
     rng = np.random.default_rng(seed)
     g_frame = global_frame(skull_points)
@@ -110,9 +116,11 @@ def predict_implant_cloud(
     g_input = np.hstack([g_frame.to_local(skull_points[chosen]), skull_normals[chosen]]).astype(np.float32)
     coarse, _, _ = global_net(torch.from_numpy(g_input)[None].to(device))
     frame = defect_frame(g_frame.to_world(coarse[0].double().cpu().numpy()))
-    inputs = np.stack([crop_and_sample(skull_points, skull_normals, frame, sizes.local_input, rng) for _ in range(passes)])
-    _, fine, normals = local_net(torch.from_numpy(inputs).to(device))
-    points = frame.to_world(fine.reshape(-1, 3).double().cpu().numpy())
+    for _ in range(refinements + 1):  # each local prediction re-centres the frame on the hole
+        inputs = np.stack([crop_and_sample(skull_points, skull_normals, frame, sizes.local_input, rng) for _ in range(passes)])
+        _, fine, normals = local_net(torch.from_numpy(inputs).to(device))
+        points = frame.to_world(fine.reshape(-1, 3).double().cpu().numpy())
+        frame = defect_frame(points)
     return PointCloud(points, normals.reshape(-1, 3).double().cpu().numpy())
 
 
