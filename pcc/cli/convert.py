@@ -31,11 +31,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_to_volume)
 
     p = add_command(
-        commands, "mesh", help="Surface mesh (world mm) of a binary volume, written as STL or PLY.",
-        example="pcc mesh implant/000.nrrd -o implant_000.stl",
+        commands, "mesh",
+        help="Printable surface mesh (world mm) of a binary volume: one watertight, outward, smoothed solid (STL or PLY).",
+        example="pcc mesh implant/000.nrrd -o implant_000.stl --clearance 0.3 --defective defective_skull/000.nrrd",
     )
     p.add_argument("volume", help="binary volume (.nrrd, .nii, .nii.gz)")
     p.add_argument("-o", "--output", required=True, help="mesh file: .stl or .ply")
+    p.add_argument("--clearance", type=float, default=0.0, help="fitting gap in mm opened where the part meets bone (default 0)")
+    p.add_argument("--defective", help="defective skull on the same grid: limits the clearance to faces that touch bone")
     p.set_defaults(run=_mesh)
 
 
@@ -69,13 +72,22 @@ def _to_volume(args: argparse.Namespace) -> None:
 
 
 def _mesh(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from pcc.io import read_volume, write_mesh
-    from pcc.surface import volume_to_mesh
+    from pcc.printing import printable_mesh
+    from pcc.surface import Mesh
     from pcc.volume import require_binary
 
     check_input(args.volume, "input volume")
     output = check_output(args.output, args.volume)
     if not str(output).lower().endswith((".stl", ".ply")):
         raise InputError(f"{output}: mesh output must end in .stl or .ply")
+    if args.clearance < 0:
+        raise InputError(f"--clearance must be ≥ 0 mm, got {args.clearance}")
     volume = require_binary(read_volume(args.volume), args.volume)
-    write_mesh(output, volume_to_mesh(volume), space=volume.space)
+    defective = read_volume(args.defective) if args.defective else None
+    if defective is not None and not defective.same_grid(volume):
+        raise InputError(f"{args.defective} is not on the same grid as {args.volume}; give the matching defective skull")
+    mesh = printable_mesh(volume, clearance_mm=args.clearance, defective=defective)
+    write_mesh(output, Mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces)), space=volume.space)
