@@ -98,7 +98,11 @@ def train_cli(args: list[str]) -> int:
 
     from pcc.data import SkullCompletionData
 
+    import warnings
+
     torch.set_float32_matmul_precision("high")
+    # `pcc train ARGS` passes ARGS explicitly; sys.argv stays whole so DDP can relaunch the same command.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     LightningCLI(
         ImplantCompletion,
         SkullCompletionData,

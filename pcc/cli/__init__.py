@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in (learned, convert, toolkit):
         module.register(commands)
+    # `pcc train ...` is handed to the Lightning CLI in main(); listed here for --help only.
+    add_command(
+        commands, "train", help="Train the point-completion network through the Lightning CLI (see 'pcc train --help').",
+        example="pcc train fit --config configs/skullfix.yaml --data.root ../shared/data/skullfix/training_set",
+    )
     return parser
 
 

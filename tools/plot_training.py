@@ -1,0 +1,54 @@
+"""Plot training curves from a Lightning CSVLogger metrics.csv.
+
+    python tools/plot_training.py runs/skullfix/version_0/metrics.csv -o docs/images/training_curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("metrics")
+    parser.add_argument("-o", "--output", default="docs/images/training_curves.png")
+    args = parser.parse_args()
+
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    with open(args.metrics) as handle:
+        for row in csv.DictReader(handle):
+            for key, value in row.items():
+                if key not in ("epoch", "step") and value:
+                    series[key].append((int(row["step"]), float(value)))
+
+    panels = [
+        ("training loss (normalised units)", ["train/loss", "train/local_fine", "train/global_chamfer"]),
+        ("validation Chamfer (mm)", ["val/chamfer_mm"]),
+        ("validation DSC / bDSC", ["val/dsc", "val/bdsc"]),
+        ("validation HD95 (mm)", ["val/hd95"]),
+    ]
+    figure, axes = plt.subplots(1, 4, figsize=(18, 4))
+    for axis, (title, keys) in zip(axes, panels):
+        for key in keys:
+            if series.get(key):
+                steps, values = zip(*series[key])
+                axis.plot(steps, values, marker="o" if key.startswith("val") else None, ms=3, lw=1, label=key)
+        axis.set_title(title)
+        axis.set_xlabel("optimizer step")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    axes[0].set_yscale("log")
+    figure.tight_layout()
+    figure.savefig(args.output, dpi=110)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
