@@ -134,7 +134,13 @@ def run_jobs(
         return state["model"]
 
     todo = [job for job in jobs if overwrite or not resume or not job.finished()]
-    if todo and any(overwrite or not resume or not job.output.is_file() for job in todo):
+    needs_model = [job for job in todo if overwrite or not resume or not job.output.is_file()]
+    checked: dict[Path, Any] = {}
+    if len(needs_model) == 1 and not keep_going:
+        # One case: check its input (cheap) before loading the model, so a bad file is reported as such.
+        start = time.perf_counter()
+        checked[needs_model[0].source] = (_read_defective(needs_model[0].source), time.perf_counter() - start)
+    if needs_model:
         model()  # fail early (bad --model or --device) before any case
     report = RunReport.start(model=state["model"], device=device, command=command, options=options)
     if state["model"] is not None:
@@ -153,7 +159,7 @@ def run_jobs(
             continue
         try:
             record = design_case(job, model, clearance_mm=clearance_mm, reuse_volume=resume and not overwrite,
-                                 with_thickness=report_path is not None)
+                                 with_thickness=report_path is not None, defective=checked.pop(job.source, None))
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as error:
@@ -188,26 +194,36 @@ def run_jobs(
     return report
 
 
+def _read_defective(path: Path):
+    """Read a defective skull volume and check that it is a usable binary mask (InputError otherwise)."""
+    from pcc.io import read_volume
+    from pcc.volume import require_binary
+
+    return require_binary(read_volume(path), path)
+
+
 def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: bool = True,
-                with_thickness: bool = True) -> dict[str, Any]:
+                with_thickness: bool = True, defective: tuple[Any, float] | None = None) -> dict[str, Any]:
     """Design one case and write its outputs; returns its report record (status 'done').
 
     `model` is a callable returning the loaded model (called only when the network must run).
     With reuse_volume, an existing implant volume is read instead of designed again.
+    `defective`: (the job's input already read and checked, seconds it took), or None to read it here.
     """
     import numpy as np
 
     from pcc.io import read_volume, write_volume
-    from pcc.pipeline import design_implant
-    from pcc.volume import require_binary
+    from pcc.pipeline import design_implant, no_defect_warning
 
     timings: dict[str, float] = {}
     warnings: list[str] = []
     total = time.perf_counter()
     start = time.perf_counter()
-    defective = read_volume(job.source)
-    require_binary(defective, job.source)
-    timings["read"] = time.perf_counter() - start
+    if defective is None:
+        defective = _read_defective(job.source)
+        timings["read"] = time.perf_counter() - start
+    else:
+        defective, timings["read"] = defective
     reused = reuse_volume and job.output.is_file()
     if reused:
         start = time.perf_counter()
@@ -235,9 +251,10 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         "grid": {"shape": list(implant.shape), "spacing_mm": implant.spacing.round(6).tolist(), "space": implant.space},
         "implant": {"voxels": voxels, "volume_mm3": voxels * implant.voxel_volume},
     }
-    if voxels == 0:
-        warnings.append("the implant is empty: the network found no defect (no STL written)")
-    elif np.any(mask & defective.mask()):
+    negligible = no_defect_warning(implant, defective)
+    if negligible is not None:
+        warnings.append(negligible + (" (the implant is empty: no STL written)" if voxels == 0 else ""))
+    if voxels and np.any(mask & defective.mask()):
         warnings.append("the implant overlaps the defective skull")
     mesh = None
     if voxels and (job.stl is not None or job.preview is not None or with_thickness):

@@ -80,9 +80,14 @@ def _read_nrrd(path: Path) -> Volume:
     try:
         array, header = nrrd.read(str(path))
     except Exception as error:  # pynrrd raises many types for corrupt files
+        if "does not equal the product of all the dimensions" in str(error):
+            raise InputError(f"{path}: the header's sizes disagree with the amount of data (truncated file or wrong "
+                             f"header); re-export the volume") from None
         raise InputError(f"{path} is not a readable NRRD file ({_short(error)}); check the file or re-export it") from None
     if array.ndim != 3:
         raise InputError(f"{path} holds {array.ndim}-D data of shape {array.shape}; pcc needs a 3-D volume")
+    if min(array.shape) == 0:
+        raise InputError(f"{path} holds no voxels (shape {array.shape}); give a non-empty 3-D volume")
     if array.dtype.kind not in "biuf":
         raise InputError(f"{path} holds data of type {array.dtype}; pcc needs integer or float voxels")
     directions = header.get("space directions")
@@ -91,7 +96,10 @@ def _read_nrrd(path: Path) -> Volume:
         if directions.shape != (3, 3):
             raise InputError(f"{path}: 'space directions' is not three 3-vectors; fix the header")
     elif "spacings" in header:
-        directions = np.diag(np.asarray(header["spacings"], dtype=np.float64))
+        spacings = np.asarray(header["spacings"], dtype=np.float64)
+        if spacings.shape != (3,):
+            raise InputError(f"{path}: 'spacings' does not give three voxel sizes; fix the header")
+        directions = np.diag(spacings)
     else:
         directions = np.eye(3)
     origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64)

@@ -33,6 +33,12 @@ SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "skullfix.pt"
 LOCAL_PASSES = 4
 FRAME_REFINEMENTS = 2
 RIM_CLOSING_MM = 1.5
+# An implant below both floors is no implant: the input most likely has no defect. 1 cm³ is a disc of
+# 15 mm across in 6 mm bone (a burr hole, which gets no custom implant); 0.5 % of the skull's bone is
+# 2–3.5 cm³ on SkullFix skulls, whose implants are 30–65 cm³ (7–11 %) and whose smallest synthetic
+# defects (a 20 mm ball, a 40 mm cube) still take about 7 cm³.
+NO_DEFECT_MAX_MM3 = 1000.0
+NO_DEFECT_MAX_FRACTION = 0.005
 
 
 @dataclass
@@ -52,6 +58,9 @@ def resolve_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested.startswith("cuda"):
+        suffix = requested[len("cuda"):]
+        if suffix and not (suffix.startswith(":") and suffix[1:].isdigit()):
+            raise InputError(f"unknown device {requested!r}; use auto, cpu, cuda or cuda:N")
         if not torch.cuda.is_available():
             raise InputError(f"--device {requested} was asked for but no CUDA GPU is available; use --device cpu or auto")
         index = int(requested.split(":")[1]) if ":" in requested else 0
@@ -160,6 +169,17 @@ def _drop_fragments(mask: np.ndarray, *, keep_fraction: float = 0.1) -> np.ndarr
     keep = sizes >= keep_fraction * sizes.max()
     keep[0] = False
     return keep[labels]
+
+
+def no_defect_warning(implant: Volume, defective: Volume) -> str | None:
+    """A warning when the implant is negligible (see NO_DEFECT_MAX_MM3), else None."""
+    volume_mm3 = float(np.count_nonzero(implant.array)) * implant.voxel_volume
+    skull_mm3 = float(np.count_nonzero(defective.array)) * defective.voxel_volume
+    limit = max(NO_DEFECT_MAX_MM3, NO_DEFECT_MAX_FRACTION * skull_mm3)
+    if volume_mm3 >= limit:
+        return None
+    return (f"no defect found: the implant is {volume_mm3 / 1000:.2f} cm³, below {limit / 1000:.2f} cm³ "
+            f"(1 cm³ or 0.5% of the skull's bone); check that the input is the skull with the defect")
 
 
 def design_implant(

@@ -63,6 +63,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _implant(args: argparse.Namespace) -> None:
     from pcc.batch import Job, plan_folder, run_jobs, select_part
     from pcc.io import is_volume_path
+    from pcc.pipeline import resolve_device
 
     source = Path(args.input)
     if args.report is not None:
@@ -71,6 +72,8 @@ def _implant(args: argparse.Namespace) -> None:
             raise InputError(f"{args.report}: the report must end in .json")
     if args.model is not None and not Path(args.model).is_file():
         raise InputError(f"model file {args.model} not found; give --model PATH of a pcc checkpoint")
+    for option, path in (("-o", args.output), ("--stl", args.stl), ("--preview", args.preview), ("--report", args.report)):
+        _check_not_under_a_file(option, path)
     if source.is_dir():
         out_dir = Path(args.output)
         if out_dir.exists() and not out_dir.is_dir():
@@ -83,9 +86,14 @@ def _implant(args: argparse.Namespace) -> None:
                 raise InputError(f"{option} {folder} is a file, but INPUT is a folder: give a folder")
         jobs = plan_folder(source, out_dir, stl_dir=_path(args.stl), preview_dir=_path(args.preview))
         jobs = select_part(jobs, args.num_parts, args.part_id)
+        resolve_device(args.device)  # a bad --device before any folder is made
         for folder in (out_dir, _path(args.stl), _path(args.preview)):
             if folder is not None:
-                folder.mkdir(parents=True, exist_ok=True)
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as error:
+                    raise InputError(f"cannot create the output folder {folder} ({error.strerror}); "
+                                     f"choose another output folder") from None
         keep_going, resume = True, True
     else:
         if not source.is_file():
@@ -100,12 +108,24 @@ def _implant(args: argparse.Namespace) -> None:
                 check_output(path, source)
                 if not path.lower().endswith(suffix):
                     raise InputError(f"{path}: the {option} output must end in {suffix}")
+        resolve_device(args.device)
         jobs = [Job(source, output, _path(args.stl), _path(args.preview))]
         keep_going, resume = False, False  # one file: always (re)design it, as asked
     run_jobs(
         jobs, model_path=args.model, device=args.device, clearance_mm=args.clearance, overwrite=args.overwrite,
         resume=resume, report_path=_path(args.report), command=["pcc", *sys.argv[1:]], keep_going=keep_going,
     )
+
+
+def _check_not_under_a_file(option: str, path: str | None) -> None:
+    """An output path none of whose parent folders is a regular file (it could never be written)."""
+    if path is None:
+        return
+    for parent in Path(path).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{option} {path}: {parent} is a file, not a folder; choose another output path")
+            return
 
 
 def _path(text: str | None) -> Path | None:
