@@ -206,3 +206,26 @@ def test_shipped_model_finds_no_defect_in_a_complete_skull(shared_data, tmp_path
     err = capsys.readouterr().err
     assert status == 0, err
     assert "no defect found" in err
+
+
+def test_benchmark_downsampling_keeps_world_geometry():
+    """tools/bench_robustness.py's 2× coarser cases sit where the fine ones do, implant = complete − skull."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_robustness", REPO / "tools" / "bench_robustness.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    complete = hollow_ellipsoid((41, 36, 32), radii=(16, 14, 12), thickness=4, hole_radius=0).astype(bool)
+    skull = hollow_ellipsoid((41, 36, 32), radii=(16, 14, 12), thickness=4, hole_radius=6).astype(bool)
+    tilted = np.array([[0.45, 0.0, 0.0], [0.0, 0.44, -0.07], [0.0, 0.1, 0.62]])
+    fine = Volume(skull.astype(np.uint8), tilted, np.array([-10.0, 5.0, 2.0]))
+    coarse, implant = bench.downsample_2x(fine, complete & ~skull)
+    assert coarse.shape == (20, 18, 16) and implant.shape == coarse.shape
+    assert np.allclose(coarse.directions, 2 * tilted)
+    # the centre of coarse voxel (i, j, k) is the centre of fine voxels 2i..2i+1 (etc.)
+    ijk = np.array([[0, 0, 0], [3, 5, 7], [19, 17, 15]])
+    fine_centres = (fine.index_to_world(2 * ijk) + fine.index_to_world(2 * ijk + 1)) / 2
+    assert np.allclose(coarse.index_to_world(ijk), fine_centres)
+    assert not np.any(implant & coarse.mask()) and implant.any()
+    ratio = coarse.mask().sum() * coarse.voxel_volume / (skull.sum() * fine.voxel_volume)
+    assert 0.8 < ratio < 1.2
