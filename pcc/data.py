@@ -26,6 +26,8 @@ SKULL_POINTS = 32768
 IMPLANT_POINTS = 8192
 CACHE_VERSION = 1
 CROP_MARGIN_MM = 25.0
+# The network sees points of the exact binary iso-surface (no smoothing), in training and in use.
+NETWORK_SURFACE_SMOOTHING = 0.0
 
 
 def case_names(root: Path) -> list[str]:
@@ -70,8 +72,8 @@ def build_case_cache(root: Path, name: str, target: Path, *, with_volumes: bool)
 
     defective = read_volume(root / "defective_skull" / name)
     implant = read_volume(root / "implant" / name)
-    skull = volume_to_points(defective, SKULL_POINTS, seed=1)
-    implant_cloud = volume_to_points(implant, IMPLANT_POINTS, seed=2)
+    skull = volume_to_points(defective, SKULL_POINTS, seed=1, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
+    implant_cloud = volume_to_points(implant, IMPLANT_POINTS, seed=2, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
     arrays = {
         "skull_points": skull.points.astype(np.float32),
         "skull_normals": skull.normals.astype(np.float16),

@@ -24,7 +24,7 @@ from scipy import ndimage
 from torch import nn
 
 from pcc.cloud import PointCloud
-from pcc.data import SKULL_POINTS, SampleSizes
+from pcc.data import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS, SampleSizes
 from pcc.errors import InputError
 from pcc.frames import crop_and_sample, defect_frame, global_frame
 from pcc.volume import Volume, require_binary
@@ -204,7 +204,7 @@ def design_implant(
     timings = timings if timings is not None else {}
     require_binary(defective, "the defective skull")
     start = time.perf_counter()
-    skull = volume_to_points(defective, SKULL_POINTS, seed=0)
+    skull = volume_to_points(defective, SKULL_POINTS, seed=0, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
     timings["cloud"] = time.perf_counter() - start
     start = time.perf_counter()
     cloud = predict_implant_cloud(model.global_net, model.local_net, skull.points, skull.normals, sizes=model.sizes, passes=passes)

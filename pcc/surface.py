@@ -56,7 +56,9 @@ def volume_to_mesh(volume: Volume, *, step: int = 1) -> Mesh:
     return Mesh(volume.index_to_world(vertices), faces.astype(np.int64))
 
 
-def volume_to_points(volume: Volume, n_points: int, *, seed: int = 0, step: int = 1) -> PointCloud:
+def volume_to_points(
+    volume: Volume, n_points: int, *, seed: int = 0, step: int = 1, smoothing_voxels: float = SMOOTHING_VOXELS
+) -> PointCloud:
     """Sample `n_points` points uniformly by area on a binary volume's surface, with outward normals.
 
     The surface is the 0.5 iso-surface of the mask smoothed by SMOOTHING_VOXELS (module docstring).
@@ -68,13 +70,15 @@ def volume_to_points(volume: Volume, n_points: int, *, seed: int = 0, step: int 
         n_points: number of points to return.
         seed: random seed (same seed, same points).
         step: marching-cubes step in voxels (see volume_to_mesh).
+        smoothing_voxels: Gaussian sigma (voxels) applied to the mask first; 0 samples the exact
+            binary iso-surface (what the shipped network was trained on).
 
     Returns:
         PointCloud with (N, 3) world-mm points and (N, 3) unit outward normals.
     """
     if n_points < 1:
         raise InputError(f"the point count must be at least 1, got {n_points}")
-    vertices, faces = _index_space_surface(volume, step, smoothing=SMOOTHING_VOXELS)
+    vertices, faces = _index_space_surface(volume, step, smoothing=smoothing_voxels)
     # Morton order of the faces (see sample_mesh); index-space vertices are half-integers, so cells
     # of 0.5 voxel give one exact cell per vertex.
     faces = faces[np.argsort(_morton_codes(vertices, cell=0.5)[faces[:, 0]], kind="stable")]
