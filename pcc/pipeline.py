@@ -33,6 +33,7 @@ SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "skullfix.pt"
 LOCAL_PASSES = 4
 FRAME_REFINEMENTS = 2
 RIM_CLOSING_MM = 1.5
+SURFACE_SMOOTHING_MM = 1.0  # chosen on the validation split: 0.5 → DSC 0.895, 1.0 → 0.898, 2.0 → 0.895
 # An implant below both floors is no implant: the input most likely has no defect. 1 cm³ is a disc of
 # 15 mm across in 6 mm bone (a burr hole, which gets no custom implant); 0.5 % of the skull's bone is
 # 2–3.5 cm³ on SkullFix skulls, whose implants are 30–65 cm³ (7–11 %) and whose smallest synthetic
@@ -150,7 +151,10 @@ def implant_from_points(cloud: PointCloud, defective: Volume, *, cleanup: bool =
     upper = np.minimum(nonzero.max(axis=0) + 2 * radius + 3, skull.shape)
     box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
     ball = ndimage.iterate_structure(ndimage.generate_binary_structure(3, 1), radius)
-    union = np.pad(solid[box] | skull[box], radius)
+    # The network's points are noisy at the sub-millimetre scale: smooth the solid before joining it to bone.
+    sigma = SURFACE_SMOOTHING_MM / np.asarray(defective.spacing)
+    solid_box = ndimage.gaussian_filter(solid[box].astype(np.float32), sigma) > 0.5
+    union = np.pad(solid_box | skull[box], radius)
     closed = ndimage.binary_closing(union, structure=ball)[tuple(slice(radius, -radius) for _ in range(3))]
     implant_box = ndimage.binary_fill_holes(closed & ~skull[box]) & ~skull[box]
     implant_box = _drop_fragments(implant_box)
