@@ -24,7 +24,7 @@ from pcc.frames import crop_and_sample, defect_frame, global_frame
 
 SKULL_POINTS = 32768
 IMPLANT_POINTS = 8192
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CROP_MARGIN_MM = 25.0
 # The network sees points of the exact binary iso-surface (no smoothing), in training and in use.
 NETWORK_SURFACE_SMOOTHING = 0.0
@@ -61,7 +61,9 @@ class CachedCase:
 
 
 def cache_path(cache_dir: Path, root: Path, name: str) -> Path:
-    key = hashlib.sha1(f"{root.resolve()}|{name}|{CACHE_VERSION}".encode()).hexdigest()[:10]
+    """Cache file of one case; the key ignores where the data folder lies, so a cache folder can be
+    carried to another machine (e.g. a GPU machine without the raw NRRD files)."""
+    key = hashlib.sha1(f"{root.name}|{name}|{CACHE_VERSION}".encode()).hexdigest()[:10]
     return cache_dir / f"{Path(name).stem}-{key}.npz"
 
 

@@ -6,9 +6,9 @@
 
 Stages: the skull's surface is sampled (world mm); the global network places a frame on the defect;
 the local network predicts the implant's surface points with normals in that frame (several
-resamplings of the input, merged); the points are voxelized on the input's grid (pcc.voxelize);
-clean-up joins the implant to the bone rim (closing of implant ∪ skull), subtracts the skull and
-drops small fragments.
+resamplings of the input, merged, the frame re-fitted to the prediction); the points are voxelized
+on the input's grid (pcc.voxelize); clean-up smooths that solid (Gaussian, SURFACE_SMOOTHING_MM),
+joins it to the bone rim (closing of implant ∪ skull), subtracts the skull and drops small fragments.
 """
 
 from __future__ import annotations
