@@ -132,14 +132,6 @@ def _path(text: str | None) -> Path | None:
     return None if text is None else Path(text)
 
 
-def run_implant_jobs(jobs: list[tuple[Path, Path, Path | None]], *, model_path: str | None, device: str):
-    """Design each (input, output, stl) job with one model load (kept for callers of the old API)."""
-    from pcc.batch import Job, run_jobs
-
-    return run_jobs([Job(Path(s), Path(o), None if t is None else Path(t)) for s, o, t in jobs],
-                    model_path=model_path, device=device, resume=False)
-
-
 def _demo(args: argparse.Namespace) -> None:
     from pcc.batch import Job, run_jobs
     from pcc.examples import EXAMPLE_DEFECTIVE, EXAMPLE_IMPLANT
