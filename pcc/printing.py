@@ -104,7 +104,7 @@ def printable_mesh(
 
     solid = solid_mask(implant, clearance_mm=clearance_mm, defective=defective)
     lower, upper = _box(solid)
-    crop = np.pad(solid[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))], 1).astype(np.float32)
+    crop = _bridge_edge_contacts(np.pad(solid[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))], 1)).astype(np.float32)
     vertices, faces, _, _ = marching_cubes(crop, level=0.5, allow_degenerate=False)
     vertices = implant.index_to_world(vertices + (np.asarray(lower) - 1))
     raw = trimesh.Trimesh(vertices, faces.astype(np.int64), process=True)
@@ -124,6 +124,32 @@ def printable_mesh(
     if mesh.volume < 0:
         mesh.invert()
     return mesh
+
+
+def _bridge_edge_contacts(mask: np.ndarray) -> np.ndarray:
+    """Add a voxel wherever two voxels touch only along an edge (a diagonal 2×2 pattern in any
+    axis plane): marching cubes would put four faces on that edge, so the mesh would not be
+    edge-manifold (watertight). Adds a handful of voxels; repeats until no such pattern is left."""
+    mask = mask.copy()
+    low, high = slice(None, -1), slice(1, None)
+    for _ in range(10):
+        changed = False
+        for a, b in ((0, 1), (0, 2), (1, 2)):
+            def view(sa: slice, sb: slice) -> np.ndarray:
+                index = [slice(None)] * 3
+                index[a], index[b] = sa, sb
+                return mask[tuple(index)]
+
+            x00, x11, x01, x10 = view(low, low), view(high, high), view(low, high), view(high, low)
+            first = x00 & x11 & ~x01 & ~x10
+            second = x01 & x10 & ~x00 & ~x11
+            if first.any() or second.any():
+                x01 |= first  # views write through to mask
+                x00 |= second
+                changed = True
+        if not changed:
+            break
+    return mask
 
 
 def _single_solid(mesh):
