@@ -110,3 +110,31 @@ def test_voxel_world_box_of_one_voxel():
 def test_empty_implant_is_an_input_error():
     with pytest.raises(InputError, match="empty"):
         printable_mesh(Volume(np.zeros((4, 4, 4), np.uint8), np.eye(3), np.zeros(3)))
+
+
+# A 4×4×4 piece of a real predicted implant (gallery case 106) on which marching cubes alone gives
+# edges shared by more than two faces.
+EDGE_CONTACTS = np.array(
+    [[[0, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0]], [[1, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0]],
+     [[0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0]], [[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 1]]],
+    dtype=bool,
+)
+
+
+def _non_manifold_edges(mask: np.ndarray) -> int:
+    from skimage.measure import marching_cubes
+
+    vertices, faces, _, _ = marching_cubes(np.pad(mask, 1).astype(np.float32), 0.5, allow_degenerate=False)
+    mesh = trimesh.Trimesh(vertices, faces, process=True)
+    _, counts = np.unique(mesh.edges_sorted, axis=0, return_counts=True)
+    return int((counts > 2).sum())
+
+
+def test_voxels_touching_along_an_edge_are_bridged_before_meshing():
+    from pcc.printing import _bridge_edge_contacts
+
+    assert _non_manifold_edges(EDGE_CONTACTS) > 0  # the problem is real
+    bridged = _bridge_edge_contacts(EDGE_CONTACTS)
+    assert _non_manifold_edges(bridged) == 0
+    assert (bridged | ~EDGE_CONTACTS).all()  # keeps every voxel
+    assert bridged.sum() < 2 * EDGE_CONTACTS.sum()  # a diagonal staircase gets one bridge per step
