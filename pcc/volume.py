@@ -104,7 +104,7 @@ def require_binary(volume: Volume, name: object = "the volume") -> Volume:
         mask = array
     else:
         mask = array != 0
-        if not np.array_equal(array[mask], np.ones(1, dtype=array.dtype).repeat(int(mask.sum()))):
+        if (array[mask] != 1).any():
             raise InputError(f"{name} is not binary (values other than 0 and 1); threshold it to a 0/1 mask first")
     count = int(mask.sum())
     if count == 0:
