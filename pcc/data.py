@@ -1,10 +1,14 @@
 """Training data: cases in the challenge layout turned into (defective-skull points, implant points).
 
 Folder layout (same file names in each): ROOT/defective_skull/NNN.nrrd, ROOT/implant/NNN.nrrd
-(ROOT/complete_skull/ is optional). The expensive volume work (reading, marching cubes, sampling)
-is done once per case and cached as a small .npz file: surface points in world mm and outward
-normals. Validation cases also cache a cropped copy of their volumes for volumetric scoring.
+(ROOT/complete_skull/ is optional). The expensive volume work (reading, cutting synthetic defects,
+marching cubes, sampling) is done once per case and cached as a small .npz file: surface points in
+world mm (float16 offsets) and outward normals (int8). Validation cases also cache a cropped copy of
+their volumes for volumetric scoring. cache_dir/cases.json lists the cached cases, so the cache
+folder alone (without the NRRD files) is enough to train, e.g. on a GPU machine.
 
+Besides each real pair, pcc-made defects of every shape (pcc.defects) are cut into the training
+cases' complete skulls (defective ∪ implant), so the model is not tied to one defect shape.
 Training pairs are made on the fly from the cache with augmentation: left-right mirroring, small
 rotations and scalings about the skull centre, resampling of points and jitter of the defect frame.
 """
@@ -12,6 +16,9 @@ rotations and scalings about the skull centre, resampling of points and jitter o
 from __future__ import annotations
 
 import hashlib
+import json
+import zlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +29,18 @@ from torch.utils.data import DataLoader, Dataset
 
 from pcc.frames import crop_and_sample, defect_frame, global_frame
 
-SKULL_POINTS = 32768
-IMPLANT_POINTS = 8192
-CACHE_VERSION = 2
+SKULL_POINTS = 32768  # dense surface sample of a skull, as in use (pcc.pipeline)
+GLOBAL_POINTS = 4096  # uniform sample of the whole skull for the global stage
+IMPLANT_POINTS = 4096
+# Training cases keep the dense skull points only within this many defect radii of the defect centre:
+# the local stage's crop (CROP_RADII, scaled ≤ 1.2, centre jittered) never reaches further.
+LOCAL_KEEP_RADII = 2.5
+LOCAL_KEEP_POINTS = 16384  # at most this many of them (a uniform subset), to keep the cache compact
+CACHE_VERSION = 3
 CROP_MARGIN_MM = 25.0
 # The network sees points of the exact binary iso-surface (no smoothing), in training and in use.
 NETWORK_SURFACE_SMOOTHING = 0.0
+MANIFEST = "cases.json"
 
 
 def case_names(root: Path) -> list[str]:
@@ -49,15 +62,52 @@ def default_validation_split(names: list[str], count: int = 10) -> list[str]:
     return names[min(3, step - 1) :: step][:count]
 
 
+@dataclass(frozen=True)
+class SyntheticDefect:
+    """A pcc-made defect (pcc.defects) cut into the complete skull (defective ∪ implant) of case `source`."""
+
+    source: str
+    shape: str
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"{Path(self.source).stem}_{self.shape}_{self.index}"
+
+    @property
+    def seed(self) -> int:
+        return zlib.crc32(f"{self.source}|{self.shape}|{self.index}".encode())
+
+
+def synthetic_defects(names: list[str], per_skull: int) -> list[SyntheticDefect]:
+    """`per_skull` defects for each named case, cycling through every shape pcc makes."""
+    from pcc.defects import SHAPES
+
+    return [
+        SyntheticDefect(name, SHAPES[(i * per_skull + k) % len(SHAPES)], k)
+        for i, name in enumerate(names) for k in range(per_skull)
+    ]
+
+
 @dataclass
 class CachedCase:
-    """Surface samples of one case, world mm (float32) and unit normals (float32)."""
+    """Surface samples of one case: world mm points (float32) and unit outward normals (float32).
+
+    skull_*: dense points of the defective skull (near the defect only, for training cases);
+    global_*: a uniform sample of the whole defective skull; implant_*: the missing part's surface.
+    """
 
     name: str
     skull_points: np.ndarray
     skull_normals: np.ndarray
     implant_points: np.ndarray
     implant_normals: np.ndarray
+    global_points: np.ndarray | None = None
+    global_normals: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.global_points is None:  # a whole-skull sample serves both stages
+            self.global_points, self.global_normals = self.skull_points, self.skull_normals
 
 
 def cache_path(cache_dir: Path, root: Path, name: str) -> Path:
@@ -67,33 +117,77 @@ def cache_path(cache_dir: Path, root: Path, name: str) -> Path:
     return cache_dir / f"{Path(name).stem}-{key}.npz"
 
 
-def build_case_cache(root: Path, name: str, target: Path, *, with_volumes: bool) -> None:
-    """Read one case, sample its surfaces and save them (and optionally cropped volumes)."""
-    from pcc.io import read_volume
+def _pack(points: np.ndarray, normals: np.ndarray, centre: np.ndarray, key: str) -> dict[str, np.ndarray]:
+    """Compact storage: float16 offsets from `centre` (≤ 0.06 mm error within 128 mm) and int8 normals."""
+    return {
+        f"{key}_points": (points - centre).astype(np.float16),
+        f"{key}_normals": np.round(normals * 127).astype(np.int8),
+    }
+
+
+def _unpack(data, key: str) -> tuple[np.ndarray, np.ndarray]:
+    points = (data[f"{key}_points"].astype(np.float64) + data["centre"]).astype(np.float32)
+    normals = data[f"{key}_normals"].astype(np.float32)
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-6)
+    return points, normals
+
+
+def surface_arrays(defective, implant, *, dense_everywhere: bool) -> dict[str, np.ndarray]:
+    """Cache arrays of one (defective, implant) pair of Volumes (see CachedCase)."""
     from pcc.surface import volume_to_points
+
+    skull = volume_to_points(defective, SKULL_POINTS, seed=1, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
+    part = volume_to_points(implant, IMPLANT_POINTS, seed=2, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
+    uniform = np.random.default_rng(3).choice(SKULL_POINTS, GLOBAL_POINTS, replace=False)
+    keep = slice(None)
+    if not dense_everywhere:
+        frame = defect_frame(part.points)
+        keep = np.flatnonzero(np.linalg.norm(skull.points - frame.centre, axis=1) < LOCAL_KEEP_RADII * frame.scale)
+        if len(keep) > LOCAL_KEEP_POINTS:
+            keep = np.sort(np.random.default_rng(4).choice(keep, LOCAL_KEEP_POINTS, replace=False))
+    centre = skull.points.mean(axis=0)
+    return {
+        "centre": centre,
+        **_pack(skull.points[keep], skull.normals[keep], centre, "skull"),
+        **_pack(skull.points[uniform], skull.normals[uniform], centre, "global"),
+        **_pack(part.points, part.normals, centre, "implant"),
+    }
+
+
+def volume_arrays(defective, implant) -> dict[str, np.ndarray]:
+    """Bit-packed crops of the defective skull and implant around the implant (for volumetric scoring)."""
+    lower, upper = crop_box(implant.mask(), implant.spacing, CROP_MARGIN_MM)
+    box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
+    return {
+        "defective_crop": np.packbits(defective.mask()[box]),
+        "implant_crop": np.packbits(implant.mask()[box]),
+        "crop_lower": np.asarray(lower),
+        "crop_shape": np.asarray(upper) - np.asarray(lower),
+        "directions": defective.directions,
+        "origin": defective.origin,
+    }
+
+
+def build_case_caches(root: Path, name: str, jobs: list[tuple[SyntheticDefect | None, Path]], *, with_volumes: bool) -> None:
+    """Read one case once and write its cache files: the real pair (defect None) and synthetic defects."""
+    from pcc.defects import make_defect
+    from pcc.io import read_volume
 
     defective = read_volume(root / "defective_skull" / name)
     implant = read_volume(root / "implant" / name)
-    skull = volume_to_points(defective, SKULL_POINTS, seed=1, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
-    implant_cloud = volume_to_points(implant, IMPLANT_POINTS, seed=2, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
-    arrays = {
-        "skull_points": skull.points.astype(np.float32),
-        "skull_normals": skull.normals.astype(np.float16),
-        "implant_points": implant_cloud.points.astype(np.float32),
-        "implant_normals": implant_cloud.normals.astype(np.float16),
-    }
-    if with_volumes:
-        lower, upper = crop_box(implant.mask(), implant.spacing, CROP_MARGIN_MM)
-        box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
-        arrays.update(
-            defective_crop=np.packbits(defective.mask()[box]),
-            implant_crop=np.packbits(implant.mask()[box]),
-            crop_lower=np.asarray(lower),
-            crop_shape=np.asarray(upper) - np.asarray(lower),
-            directions=defective.directions,
-            origin=defective.origin,
-        )
-    np.savez(target, **arrays)
+    for defect, target in jobs:
+        if defect is None:
+            pair = (defective, implant)
+        else:
+            complete = defective.with_array((defective.mask() | implant.mask()).astype(np.uint8))
+            cut, part = make_defect(complete, shape=defect.shape, rng=np.random.default_rng(defect.seed))
+            pair = (complete.with_array(cut.astype(np.uint8)), complete.with_array(part.astype(np.uint8)))
+        arrays = surface_arrays(*pair, dense_everywhere=with_volumes)
+        if with_volumes:
+            arrays.update(volume_arrays(*pair))
+        tmp = target.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(target)
 
 
 def crop_box(mask: np.ndarray, spacing: np.ndarray, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -107,27 +201,46 @@ def crop_box(mask: np.ndarray, spacing: np.ndarray, margin_mm: float) -> tuple[n
 
 def load_case(path: Path, name: str) -> CachedCase:
     with np.load(path) as data:
-        return CachedCase(
-            name,
-            data["skull_points"].astype(np.float32),
-            data["skull_normals"].astype(np.float32),
-            data["implant_points"].astype(np.float32),
-            data["implant_normals"].astype(np.float32),
-        )
+        skull, skull_n = _unpack(data, "skull")
+        implant, implant_n = _unpack(data, "implant")
+        whole, whole_n = _unpack(data, "global")
+    return CachedCase(name, skull, skull_n, implant, implant_n, whole, whole_n)
 
 
-def ensure_cache(root: Path, names: list[str], cache_dir: Path, *, with_volumes: bool) -> list[Path]:
-    """Cache every case (skipping those already cached) and return the cache files in order."""
+def ensure_cache(
+    root: Path, names: list[str], cache_dir: Path, *, with_volumes: bool, per_skull: int = 0, processes: int = 1
+) -> tuple[list[str], list[Path]]:
+    """Cache every case and `per_skull` synthetic defects of each (skipping files already cached).
+
+    Returns the case names (real ones first, then synthetic ones) and their cache files, in order.
+    """
     from tqdm import tqdm
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    paths = [cache_path(cache_dir, root, name) for name in names]
-    missing = [(n, p) for n, p in zip(names, paths) if not p.exists()]
-    for name, path in tqdm(missing, desc=f"caching surfaces of {root.name}", unit="case", disable=not missing):
-        tmp = path.with_suffix(".tmp.npz")
-        build_case_cache(root, name, tmp, with_volumes=with_volumes)
-        tmp.replace(path)
-    return paths
+    defects = synthetic_defects(names, per_skull)
+    all_names = names + [d.name for d in defects]
+    paths = [cache_path(cache_dir, root, n) for n in all_names]
+    jobs: dict[str, list[tuple[SyntheticDefect | None, Path]]] = {}
+    for name, path in zip(names, paths):
+        if not path.exists():
+            jobs.setdefault(name, []).append((None, path))
+    for defect, path in zip(defects, paths[len(names):]):
+        if not path.exists():
+            jobs.setdefault(defect.source, []).append((defect, path))
+    if jobs:
+        total = sum(len(j) for j in jobs.values())
+        with tqdm(total=total, desc=f"caching surfaces of {root.name}", unit="case") as progress:
+            if processes <= 1:
+                for name, case_jobs in jobs.items():
+                    build_case_caches(root, name, case_jobs, with_volumes=with_volumes)
+                    progress.update(len(case_jobs))
+            else:
+                with ProcessPoolExecutor(processes) as pool:
+                    futures = {pool.submit(build_case_caches, root, n, j, with_volumes=with_volumes): len(j) for n, j in jobs.items()}
+                    for future in as_completed(futures):
+                        future.result()
+                        progress.update(futures[future])
+    return all_names, paths
 
 
 @dataclass(frozen=True)
@@ -160,23 +273,23 @@ class CompletionPairs(Dataset):
 
 def make_pair(case: CachedCase, sizes: SampleSizes, rng: np.random.Generator, *, augment: bool) -> dict[str, torch.Tensor]:
     """One training pair: global (whole skull → coarse implant) and local (crop → dense implant)."""
-    skull, skull_n = case.skull_points, case.skull_normals
-    implant, implant_n = case.implant_points, case.implant_normals
+    clouds = [case.global_points, case.global_normals, case.skull_points, case.skull_normals, case.implant_points, case.implant_normals]
     if augment:
-        skull, skull_n, implant, implant_n = _augment(skull, skull_n, implant, implant_n, rng)
+        clouds = _augment(clouds, rng)
+    whole, whole_n, skull, skull_n, implant, implant_n = clouds
 
-    g_frame = global_frame(skull)
-    g_in = rng.choice(len(skull), sizes.global_input, replace=False)
-    g_target = rng.choice(len(implant), sizes.global_target, replace=False)
+    g_frame = global_frame(whole)
+    g_in = rng.choice(len(whole), sizes.global_input, replace=len(whole) < sizes.global_input)
+    g_target = rng.choice(len(implant), sizes.global_target, replace=len(implant) < sizes.global_target)
 
-    d_frame = defect_frame(implant[rng.choice(len(implant), 512, replace=False)])
+    d_frame = defect_frame(implant[rng.choice(len(implant), 512, replace=len(implant) < 512)])
     if augment:  # the global stage's frame is not exact: train the local stage to find the hole in a shifted frame
         shift = rng.normal(0, sizes.frame_jitter * d_frame.scale, 3)
         d_frame = type(d_frame)(d_frame.centre + shift, d_frame.scale * rng.uniform(0.85, 1.2))
     l_in = crop_and_sample(skull, skull_n, d_frame, sizes.local_input, rng)
     l_target = rng.choice(len(implant), sizes.local_target, replace=len(implant) < sizes.local_target)
     return {
-        "global_input": torch.from_numpy(np.hstack([g_frame.to_local(skull[g_in]), skull_n[g_in]]).astype(np.float32)),
+        "global_input": torch.from_numpy(np.hstack([g_frame.to_local(whole[g_in]), whole_n[g_in]]).astype(np.float32)),
         "global_target": torch.from_numpy(g_frame.to_local(implant[g_target]).astype(np.float32)),
         "local_input": torch.from_numpy(l_in),
         "local_target": torch.from_numpy(d_frame.to_local(implant[l_target]).astype(np.float32)),
@@ -184,9 +297,12 @@ def make_pair(case: CachedCase, sizes: SampleSizes, rng: np.random.Generator, *,
     }
 
 
-def _augment(skull, skull_n, implant, implant_n, rng):
-    """Mirror left-right, rotate ≤ 10° and scale 0.92–1.08 about the skull centre (world mm)."""
-    centre = (skull.min(axis=0) + skull.max(axis=0)) / 2.0
+def _augment(clouds: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """Mirror left-right, rotate ≤ 10° and scale 0.92–1.08 about the skull centre (world mm).
+
+    clouds: alternating (points, normals) arrays; the first points array is the whole skull.
+    """
+    centre = (clouds[0].min(axis=0) + clouds[0].max(axis=0)) / 2.0
     linear = np.eye(3)
     if rng.random() < 0.5:
         linear[0, 0] = -1.0
@@ -198,9 +314,13 @@ def _augment(skull, skull_n, implant, implant_n, rng):
     linear = rotation @ linear
     scale = rng.uniform(0.92, 1.08)
     # Rotation and mirror keep normals orthonormal; isotropic scaling leaves them unchanged.
-    move = lambda p: ((p - centre) @ linear.T * scale + centre).astype(np.float32)  # noqa: E731
-    turn = lambda n: (n @ linear.T).astype(np.float32)  # noqa: E731
-    return move(skull), turn(skull_n), move(implant), turn(implant_n)
+    moved = []
+    for i, array in enumerate(clouds):
+        if i % 2 == 0:
+            moved.append(((array - centre) @ linear.T * scale + centre).astype(np.float32))
+        else:
+            moved.append((array @ linear.T).astype(np.float32))
+    return moved
 
 
 def _volume_case(path: Path, name: str) -> dict:
@@ -240,12 +360,15 @@ class SkullCompletionData(L.LightningDataModule):
     """Cases in the challenge layout → augmented training pairs and volumetric validation cases.
 
     Args:
-        root: folder with defective_skull/ and implant/ (same file names).
+        root: folder with defective_skull/ and implant/ (same file names). It may be absent when
+            cache_dir already holds every case (its cases.json lists them): e.g. on a GPU machine.
         cache_dir: where the per-case surface samples are cached (created when missing).
         validation_cases: how many cases to hold out (a fixed spread over the sorted names).
+        synthetic_defects: pcc-made defects cut into each training case's complete skull, cycling
+            through every shape of pcc.defects (never into validation cases).
         repeats: augmented samples per training case per epoch.
         batch_size: training pairs per batch.
-        num_workers: data-loading worker processes.
+        num_workers: data-loading worker processes (also the processes that build the cache).
         global_input, global_target, local_input, local_target: point counts of each pair.
         frame_jitter: training shift of the defect frame's centre (standard deviation, defect radii).
     """
@@ -255,6 +378,7 @@ class SkullCompletionData(L.LightningDataModule):
         root: str = "../shared/data/skullfix/training_set",
         cache_dir: str = "cache/skullfix",
         validation_cases: int = 10,
+        synthetic_defects: int = 0,
         repeats: int = 8,
         batch_size: int = 8,
         num_workers: int = 1,
@@ -266,27 +390,51 @@ class SkullCompletionData(L.LightningDataModule):
     ):
         super().__init__()
         self.root, self.cache_dir = Path(root), Path(cache_dir)
-        self.validation_cases, self.repeats = validation_cases, repeats
+        self.validation_cases, self.synthetic_defects, self.repeats = validation_cases, synthetic_defects, repeats
         self.batch_size, self.num_workers = batch_size, num_workers
         self.sizes = SampleSizes(global_input, global_target, local_input, local_target, frame_jitter)
 
     def split(self) -> tuple[list[str], list[str]]:
-        """(training names, validation names)."""
+        """(training names, validation names) of the real cases."""
         names = case_names(self.root)
         validation = default_validation_split(names, self.validation_cases)
         return [n for n in names if n not in validation], validation
 
-    def prepare_data(self) -> None:
+    def _cached_cases(self) -> dict:
+        """Build (or find) the cache; {'training': [[name, file]...], 'validation': [...]}."""
+        manifest = self.cache_dir / MANIFEST
+        settings = {"root": self.root.name, "validation_cases": self.validation_cases,
+                    "synthetic_defects": self.synthetic_defects, "cache_version": CACHE_VERSION}
+        if not self.root.is_dir():
+            if not manifest.is_file():
+                raise FileNotFoundError(
+                    f"data folder {self.root} not found and {self.cache_dir} holds no {MANIFEST}: give --data.root "
+                    "the folder with defective_skull/ and implant/")
+            cases = json.loads(manifest.read_text())
+            if cases["settings"] != settings:
+                raise ValueError(f"{manifest} was built with {cases['settings']}, not {settings}: rebuild it where the data is")
+            return cases
         train, validation = self.split()
-        ensure_cache(self.root, train, self.cache_dir, with_volumes=False)
-        ensure_cache(self.root, validation, self.cache_dir, with_volumes=True)
+        processes = max(1, self.num_workers)
+        train_names, train_paths = ensure_cache(
+            self.root, train, self.cache_dir, with_volumes=False, per_skull=self.synthetic_defects, processes=processes)
+        val_names, val_paths = ensure_cache(self.root, validation, self.cache_dir, with_volumes=True, processes=processes)
+        cases = {
+            "settings": settings,
+            "training": [[n, p.name] for n, p in zip(train_names, train_paths)],
+            "validation": [[n, p.name] for n, p in zip(val_names, val_paths)],
+        }
+        manifest.write_text(json.dumps(cases, indent=1))
+        return cases
+
+    def prepare_data(self) -> None:
+        self._cached_cases()
 
     def setup(self, stage: str | None = None) -> None:
-        train, validation = self.split()
-        train_paths = ensure_cache(self.root, train, self.cache_dir, with_volumes=False)
-        self.validation_paths = ensure_cache(self.root, validation, self.cache_dir, with_volumes=True)
-        self.train_cases = [load_case(p, n) for p, n in zip(train_paths, train)]
-        self.validation_names = validation
+        cases = self._cached_cases()
+        self.train_cases = [load_case(self.cache_dir / file, name) for name, file in cases["training"]]
+        self.validation_names = [name for name, _ in cases["validation"]]
+        self.validation_paths = [self.cache_dir / file for _, file in cases["validation"]]
 
     def train_dataloader(self) -> DataLoader:
         pairs = CompletionPairs(self.train_cases, sizes=self.sizes, repeats=self.repeats, augment=True)

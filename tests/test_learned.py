@@ -204,3 +204,63 @@ def test_shipped_model_designs_the_example_implant(tmp_path):
     predicted, truth = read_volume(output), read_volume(EXAMPLE_IMPLANT)
     assert predicted.same_grid(truth)
     assert dice(predicted.mask(), truth.mask()) > 0.8
+
+
+def test_cache_with_synthetic_defects_is_enough_to_train(tmp_path):
+    """pcc-made defects are cached beside the real pairs, and the cache folder alone sets up training."""
+    from test_defects import hollow_skull
+
+    from pcc.data import SkullCompletionData, synthetic_defects
+    from pcc.defects import make_defect
+
+    root = tmp_path / "training_set"
+    skull = hollow_skull()
+    header = {"space": "left-posterior-superior", "space directions": skull.directions, "space origin": skull.origin}
+    for folder in ("defective_skull", "implant"):
+        (root / folder).mkdir(parents=True)
+    for i in range(3):
+        defective, implant = make_defect(skull, shape="craniotomy", rng=np.random.default_rng(i))
+        nrrd.write(str(root / "defective_skull" / f"{i:03d}.nrrd"), defective.astype(np.uint8), header)
+        nrrd.write(str(root / "implant" / f"{i:03d}.nrrd"), implant.astype(np.uint8), header)
+
+    data = SkullCompletionData(root=str(root), cache_dir=str(tmp_path / "cache"), validation_cases=1, synthetic_defects=2,
+                               num_workers=0, **TINY_SIZES)
+    data.setup()
+    names = [case.name for case in data.train_cases]
+    assert names[:2] == ["000.nrrd", "001.nrrd"] and len(names) == 2 + 2 * 2
+    assert [d.shape for d in synthetic_defects(["000.nrrd", "001.nrrd"], 2)] == ["craniotomy", "cube", "sphere", "random"]
+    assert data.validation_names == ["002.nrrd"]
+    for case in data.train_cases:  # every case has both surfaces; the real and synthetic implants differ
+        assert len(case.implant_points) == 4096 and len(case.global_points) == 4096 and len(case.skull_points) > 100
+        assert np.allclose(np.linalg.norm(case.skull_normals, axis=1), 1.0, atol=1e-3)
+    pair = make_pair(data.train_cases[-1], SampleSizes(**TINY_SIZES), np.random.default_rng(0), augment=True)
+    assert pair["local_input"].shape == (256, 6)
+
+    # Without the NRRD folder (e.g. on a GPU machine) the cache's cases.json gives the same cases.
+    carried = SkullCompletionData(root=str(tmp_path / "elsewhere" / "training_set"), cache_dir=str(tmp_path / "cache"),
+                                  validation_cases=1, synthetic_defects=2, num_workers=0, **TINY_SIZES)
+    carried.setup()
+    assert [c.name for c in carried.train_cases] == names
+    assert np.array_equal(carried.train_cases[3].skull_points, data.train_cases[3].skull_points)
+    with pytest.raises(ValueError, match="rebuild"):
+        SkullCompletionData(root=str(tmp_path / "elsewhere" / "training_set"), cache_dir=str(tmp_path / "cache"),
+                            validation_cases=1, synthetic_defects=3).setup()
+    with pytest.raises(FileNotFoundError, match="--data.root"):
+        SkullCompletionData(root=str(tmp_path / "nowhere"), cache_dir=str(tmp_path / "empty")).setup()
+
+
+def test_time_budget_anneals_the_learning_rate_and_stops(tmp_path):
+    root = tmp_path / "data"
+    write_dataset(root, 3)
+    config = _tiny_config(tmp_path, root)
+    result = _run_pcc(
+        "train", "fit", "--config", str(config), "--trainer.max_epochs", "1000", "--trainer.limit_val_batches", "0",
+        "--trainer.callbacks+=pcc.training.TimeBudget", "--trainer.callbacks.minutes", "0.1",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = tmp_path / "runs" / "tiny" / "version_0"
+    rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()]
+    column = rows[0].index("train/lr")
+    lrs = [float(r[column]) for r in rows[1:] if r[column]]
+    assert lrs[0] > 0.9e-3 and lrs[-1] < 0.2e-3 and lrs == sorted(lrs, reverse=True)
+    assert list((run / "checkpoints").glob("*.ckpt"))

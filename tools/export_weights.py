@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "pcc" / "weights" / "skullfix.pt"))
     parser.add_argument("--command", required=True, help="the exact training command")
     parser.add_argument("--machine", required=True)
+    parser.add_argument("--commit", default="", help="the commit trained (default: the repository's HEAD)")
     parser.add_argument("--train-minutes", type=float, required=True)
     parser.add_argument("--validation", help="CSV written by tools/bench_implant.py on the validation split")
     parser.add_argument("--data", default="SkullFix training_set (AutoImplant 2020), 60 cases; 10 held out: 005 018 028 038 048 061 073 081 089 096")
@@ -35,7 +36,11 @@ def main() -> None:
 
     checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     state = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(("global_net.", "local_net."))}
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    except FileNotFoundError:  # no git (e.g. a GPU machine with a copy of the working tree)
+        commit = ""
+    commit = args.commit or commit or "unknown"
     metadata = {
         "data": args.data,
         "command": args.command,
