@@ -92,6 +92,7 @@ def run_jobs(
     report_path: Path | None = None,
     command: list[str] | None = None,
     keep_going: bool = False,
+    workers: int = 1,
     log=None,
 ):
     """Design the implant of every job (see the module's docstring); returns the RunReport.
@@ -106,6 +107,8 @@ def run_jobs(
         report_path: JSON report, rewritten after each case.
         command: the command line, for the report.
         keep_going: record a failing case and go on to the next (folder runs); otherwise raise.
+        workers: cases designed at once, each worker process with its own copy of the model (on the
+            same GPU when there is one); the reading, surface and voxel stages run on CPU cores.
         log: stream for progress lines (default stderr).
 
     Raises:
@@ -146,9 +149,9 @@ def run_jobs(
     if state["model"] is not None:
         report.header["model_load_s"] = round(state["load_s"], 3)
     failures: list[tuple[Job, BaseException]] = []
-    bar = tqdm(jobs, desc="implants", unit="case", file=log, disable=None if len(jobs) > 1 else True, dynamic_ncols=True)
-    for job in bar:
-        bar.set_postfix_str(job.name)
+    bar = tqdm(total=len(jobs), desc="implants", unit="case", file=log, disable=None if len(jobs) > 1 else True, dynamic_ncols=True)
+    to_design = []
+    for job in jobs:
         if resume and not overwrite and job.finished():
             record = {"case": job.name, "input": str(job.source), "status": "skipped",
                       "reason": "all outputs exist (use --overwrite to redo)"}
@@ -156,24 +159,29 @@ def run_jobs(
                 record["previous_run"] = previous[job.name]
             report.add_case(record)
             tqdm.write(f"{job.name}: skipped, outputs exist", file=log)
-            continue
-        try:
-            record = design_case(job, model, clearance_mm=clearance_mm, reuse_volume=resume and not overwrite,
-                                 with_thickness=report_path is not None, defective=checked.pop(job.source, None))
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as error:
-            if not keep_going:
-                raise
-            failures.append((job, error))
-            kind = "bad input" if isinstance(error, InputError) else f"internal error {type(error).__name__}"
-            report.add_case({"case": job.name, "input": str(job.source), "status": "failed", "error": f"{kind}: {error}",
-                             "traceback": None if isinstance(error, InputError) else traceback.format_exc(limit=5)})
-            tqdm.write(f"{job.name}: FAILED ({kind}: {error})", file=log)
+            bar.update()
         else:
-            report.add_case(record)
-            tqdm.write(_case_line(record), file=log)
-            for warning in record["warnings"]:
+            to_design.append(job)
+    options = dict(clearance_mm=clearance_mm, reuse_volume=resume and not overwrite, with_thickness=report_path is not None)
+    if workers > 1 and len(to_design) > 1:
+        results = _design_in_workers(to_design, workers, model_path, device, options)
+    else:
+        results = ((job, _design_or_error(job, model, options, checked.pop(job.source, None))) for job in to_design)
+    for job, outcome in results:
+        bar.update()
+        if isinstance(outcome, BaseException):
+            if not keep_going:
+                raise outcome
+            failures.append((job, outcome))
+            kind = "bad input" if isinstance(outcome, InputError) else f"internal error {type(outcome).__name__}"
+            report.add_case({"case": job.name, "input": str(job.source), "status": "failed", "error": f"{kind}: {outcome}",
+                             "traceback": None if isinstance(outcome, InputError) else
+                             "".join(traceback.format_exception(outcome, limit=5))})
+            tqdm.write(f"{job.name}: FAILED ({kind}: {outcome})", file=log)
+        else:
+            report.add_case(outcome)
+            tqdm.write(_case_line(outcome), file=log)
+            for warning in outcome["warnings"]:
                 tqdm.write(f"{job.name}: warning: {warning}", file=log)
         if report_path is not None:
             report.write(report_path)
@@ -192,6 +200,46 @@ def run_jobs(
             raise RuntimeError(f"{len(failures)} case(s) failed: {names}")
         raise InputError(f"{len(failures)} case(s) had bad input and were not designed: {names} (see above)")
     return report
+
+
+def _design_or_error(job: Job, model, options: dict[str, Any], defective=None) -> dict[str, Any] | BaseException:
+    """design_case's record, or the exception it raised (KeyboardInterrupt and SystemExit propagate)."""
+    try:
+        return design_case(job, model, defective=defective, **options)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as error:
+        return error
+
+
+_WORKER_MODEL: dict[str, Any] = {}
+
+
+def _load_worker_model(model_path: str | Path | None, device: str) -> None:
+    """Worker process start: load the model once (torch on one thread per worker)."""
+    import torch
+
+    from pcc.pipeline import load_model
+
+    torch.set_num_threads(1)
+    _WORKER_MODEL["model"] = load_model(model_path, device=device)
+
+
+def _design_in_worker(job: Job, options: dict[str, Any]) -> dict[str, Any] | BaseException:
+    return _design_or_error(job, lambda: _WORKER_MODEL["model"], options)
+
+
+def _design_in_workers(jobs: list[Job], workers: int, model_path, device: str, options: dict[str, Any]):
+    """(job, record or exception) as the worker processes finish them (spawned: safe with CUDA)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_load_worker_model,
+                             initargs=(model_path, device)) as pool:
+        futures = {pool.submit(_design_in_worker, job, options): job for job in jobs}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
 
 
 def _read_defective(path: Path):

@@ -166,3 +166,19 @@ def test_a_bad_case_in_a_folder_does_not_stop_the_others(tmp_path, fake_model, c
     assert status == 2
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.nrrd", "c.nrrd"]
     assert "b" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_workers_give_the_same_implants_as_one_process(tmp_path, capsys):
+    """--workers N designs cases in N spawned processes (each loads the shipped model): same outputs."""
+    names = ["a.nrrd", "b.nrrd", "c.nrrd"]
+    make_cases(tmp_path / "in", names)
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["implant", str(tmp_path / "in"), "-o", str(one), "--device", "cpu"]) == 0
+    report = tmp_path / "run.json"
+    assert main(["implant", str(tmp_path / "in"), "-o", str(two), "--device", "cpu", "--workers", "2",
+                 "--report", str(report)]) == 0
+    for name in names:
+        assert np.array_equal(read_volume(one / name).array, read_volume(two / name).array)
+    assert json.loads(report.read_text())["summary"]["done"] == 3
+    assert main(["implant", str(tmp_path / "in"), "-o", str(two), "--workers", "0"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err

@@ -264,3 +264,16 @@ def test_time_budget_anneals_the_learning_rate_and_stops(tmp_path):
     lrs = [float(r[column]) for r in rows[1:] if r[column]]
     assert lrs[0] > 0.9e-3 and lrs[-1] < 0.2e-3 and lrs == sorted(lrs, reverse=True)
     assert list((run / "checkpoints").glob("*.ckpt"))
+
+
+def test_split_defects_separates_distant_groups_and_drops_stray_points():
+    from pcc.pipeline import split_defects
+
+    rng = np.random.default_rng(0)
+    left = rng.normal([-60.0, 0.0, 40.0], 8.0, (150, 3))
+    right = rng.normal([60.0, 0.0, 40.0], 6.0, (100, 3))
+    stray = np.array([[0.0, 90.0, 0.0]])
+    groups = split_defects(np.vstack([right, stray, left]))
+    assert [len(g) for g in groups] == [150, 100]
+    assert np.allclose(groups[0].mean(axis=0), left.mean(axis=0))
+    assert len(split_defects(left)) == 1

@@ -35,6 +35,7 @@ def main() -> None:
     args = parser.parse_args()
 
     checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    earlier = checkpoint.get("pcc_metadata", {})
     state = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(("global_net.", "local_net."))}
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
@@ -47,9 +48,10 @@ def main() -> None:
         "commit": commit,
         "machine": args.machine,
         "training_minutes": args.train_minutes,
-        "epochs": checkpoint.get("epoch"),
-        "global_step": checkpoint.get("global_step"),
-        "source_checkpoint": Path(args.checkpoint).name,
+        # an already exported file (e.g. from a GPU machine) carries these in its own metadata
+        "epochs": checkpoint.get("epoch", earlier.get("epochs")),
+        "global_step": checkpoint.get("global_step", earlier.get("global_step")),
+        "source_checkpoint": earlier.get("source_checkpoint", Path(args.checkpoint).name),
     }
     if args.validation:
         with open(args.validation) as handle:

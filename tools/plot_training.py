@@ -1,4 +1,4 @@
-"""Plot training curves from a Lightning CSVLogger metrics.csv.
+"""Plot training curves from a Lightning CSVLogger metrics.csv (panels without data are left out).
 
     python tools/plot_training.py runs/skullfix/version_0/metrics.csv -o docs/images/training_curves.png
 """
@@ -33,8 +33,11 @@ def main() -> None:
         ("validation Chamfer (mm)", ["val/chamfer_mm"]),
         ("validation DSC / bDSC", ["val/dsc", "val/bdsc"]),
         ("validation HD95 (mm)", ["val/hd95"]),
+        ("learning rate", ["train/lr"]),
     ]
-    figure, axes = plt.subplots(1, 4, figsize=(18, 4))
+    panels = [(title, keys) for title, keys in panels if any(series.get(key) for key in keys)]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    axes = axes[0]
     for axis, (title, keys) in zip(axes, panels):
         for key in keys:
             if series.get(key):

@@ -49,6 +49,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="folder runs: redo cases whose outputs exist (by default they are skipped, so a rerun resumes)")
     p.add_argument("--num-parts", type=_int, default=1, metavar="K", help="folder runs: split the sorted cases into K parts ...")
     p.add_argument("--part-id", type=_int, default=0, metavar="I", help="... and design part I (0 ≤ I < K)")
+    p.add_argument("--workers", type=_int, default=1, metavar="N",
+                   help="folder runs: design N cases at once in N processes (CPU stages run in parallel; default 1)")
     p.set_defaults(run=_implant)
 
     p = add_command(
@@ -86,6 +88,8 @@ def _implant(args: argparse.Namespace) -> None:
                 raise InputError(f"{option} {folder} is a file, but INPUT is a folder: give a folder")
         jobs = plan_folder(source, out_dir, stl_dir=_path(args.stl), preview_dir=_path(args.preview))
         jobs = select_part(jobs, args.num_parts, args.part_id)
+        if args.workers < 1:
+            raise InputError(f"--workers must be at least 1, got {args.workers}")
         resolve_device(args.device)  # a bad --device before any folder is made
         for folder in (out_dir, _path(args.stl), _path(args.preview)):
             if folder is not None:
@@ -98,6 +102,8 @@ def _implant(args: argparse.Namespace) -> None:
     else:
         if not source.is_file():
             raise InputError(f"{source} does not exist: give a .nrrd/.nii/.nii.gz file or a folder of them")
+        if args.workers != 1:
+            raise InputError("--workers designs several cases of a folder at once; INPUT is a single file")
         if args.num_parts != 1 or args.part_id != 0:
             raise InputError("--num-parts and --part-id split a folder of cases; INPUT is a single file")
         if not is_volume_path(args.output):
@@ -114,6 +120,7 @@ def _implant(args: argparse.Namespace) -> None:
     run_jobs(
         jobs, model_path=args.model, device=args.device, clearance_mm=args.clearance, overwrite=args.overwrite,
         resume=resume, report_path=_path(args.report), command=["pcc", *sys.argv[1:]], keep_going=keep_going,
+        workers=args.workers,
     )
 
 
