@@ -1,0 +1,66 @@
+"""Sweep the pipeline's clean-up settings on cases with ground truth (an ablation, not a tuner).
+
+    python tools/sweep_cleanup.py [--model PATH] [--root ../shared/data/skullfix/training_set]
+                                  [--passes 4,8] [--smoothing 0.5,1.0,1.5] [--rim 1.0,1.5,2.0]
+
+For each validation case (the fixed split, never trained on) and each number of local resamplings,
+the network runs once; every (solid smoothing, rim closing) pair is then applied to that output and
+scored. Prints the mean DSC, bDSC and HD95 (mm) of every combination.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import pcc.pipeline as pipeline  # noqa: E402
+from pcc.data import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS, case_names, default_validation_split  # noqa: E402
+from pcc.io import read_volume  # noqa: E402
+from pcc.metrics import score_case  # noqa: E402
+from pcc.surface import volume_to_points  # noqa: E402
+
+
+def floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "skullfix" / "training_set"))
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--passes", default="4,8")
+    parser.add_argument("--smoothing", default="0.5,1.0,1.5", help="SURFACE_SMOOTHING_MM values")
+    parser.add_argument("--rim", default="1.0,1.5,2.0", help="RIM_CLOSING_MM values")
+    args = parser.parse_args()
+
+    root = Path(args.root)
+    model = pipeline.load_model(args.model, device="cpu")
+    settings = list(itertools.product([int(p) for p in args.passes.split(",")], floats(args.smoothing), floats(args.rim)))
+    scores: dict[tuple, list[tuple[float, float, float]]] = {s: [] for s in settings}
+    for name in default_validation_split(case_names(root)):
+        defective = read_volume(root / "defective_skull" / name)
+        truth = read_volume(root / "implant" / name).mask()
+        skull = volume_to_points(defective, SKULL_POINTS, seed=0, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
+        for passes in sorted({s[0] for s in settings}):
+            cloud = pipeline.predict_implant_cloud(model.global_net, model.local_net, skull.points, skull.normals,
+                                                   sizes=model.sizes, passes=passes)
+            for setting in (s for s in settings if s[0] == passes):
+                pipeline.SURFACE_SMOOTHING_MM, pipeline.RIM_CLOSING_MM = setting[1], setting[2]
+                result = score_case(pipeline.implant_from_points(cloud, defective), truth, defective.mask(), defective.spacing)
+                scores[setting].append((result.dsc, result.bdsc, result.hd95))
+        print(f"{name} done", flush=True)
+    print(f"{'passes':>6} {'smooth mm':>9} {'rim mm':>6} {'DSC':>6} {'bDSC':>6} {'HD95':>6}")
+    for (passes, smoothing, rim), values in scores.items():
+        dsc, bdsc, hd95 = np.mean(values, axis=0)
+        print(f"{passes:>6} {smoothing:>9.1f} {rim:>6.1f} {dsc:6.4f} {bdsc:6.4f} {hd95:6.3f}")
+
+
+if __name__ == "__main__":
+    main()
