@@ -208,6 +208,27 @@ def test_shipped_model_finds_no_defect_in_a_complete_skull(shared_data, tmp_path
     assert "no defect found" in err
 
 
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="needs the shipped weights pcc/weights/skullfix.pt")
+def test_shipped_model_fills_both_holes_of_a_bilateral_defect(shared_data):
+    """Two separate defects (pcc's bilateral shape in a validation skull, never trained on): both filled."""
+    import zlib
+
+    from scipy import ndimage
+
+    from pcc.defects import make_defect
+    from pcc.io import read_volume
+
+    complete = read_volume(shared_data / "skullfix" / "training_set" / "complete_skull" / "005.nrrd")
+    rng = np.random.default_rng([0, zlib.crc32(b"005.nrrd/bilateral")])  # as tools/bench_robustness.py cuts it
+    defective, truth = make_defect(complete, shape="bilateral", rng=rng)
+    implant = pipeline.design_implant(complete.with_array(defective.astype(np.uint8)), pipeline.load_model(device="cpu"))
+    labels, count = ndimage.label(truth, structure=np.ones((3, 3, 3), bool))
+    assert count == 2
+    for side in (1, 2):
+        hole = labels == side
+        assert np.count_nonzero(implant.mask() & hole) > 0.6 * np.count_nonzero(hole)
+
 def test_benchmark_downsampling_keeps_world_geometry():
     """tools/bench_robustness.py's 2× coarser cases sit where the fine ones do, implant = complete − skull."""
     import importlib.util
