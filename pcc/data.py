@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -415,7 +416,7 @@ class SkullCompletionData(L.LightningDataModule):
                 raise ValueError(f"{manifest} was built with {cases['settings']}, not {settings}: rebuild it where the data is")
             return cases
         train, validation = self.split()
-        processes = max(1, self.num_workers)
+        processes = max(1, min(self.num_workers, os.cpu_count() or 1))  # each holds one 512×512×Z case
         train_names, train_paths = ensure_cache(
             self.root, train, self.cache_dir, with_volumes=False, per_skull=self.synthetic_defects, processes=processes)
         val_names, val_paths = ensure_cache(self.root, validation, self.cache_dir, with_volumes=True, processes=processes)
