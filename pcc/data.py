@@ -176,11 +176,12 @@ def build_case_caches(root: Path, name: str, jobs: list[tuple[SyntheticDefect | 
 
     defective = read_volume(root / "defective_skull" / name)
     implant = read_volume(root / "implant" / name)
+    if any(defect is not None for defect, _ in jobs):
+        complete = defective.with_array((defective.mask() | implant.mask()).astype(np.uint8))
     for defect, target in jobs:
         if defect is None:
             pair = (defective, implant)
         else:
-            complete = defective.with_array((defective.mask() | implant.mask()).astype(np.uint8))
             cut, part = make_defect(complete, shape=defect.shape, rng=np.random.default_rng(defect.seed))
             pair = (complete.with_array(cut.astype(np.uint8)), complete.with_array(part.astype(np.uint8)))
         arrays = surface_arrays(*pair, dense_everywhere=with_volumes)

@@ -165,10 +165,18 @@ def split_defects(coarse_points: np.ndarray, *, gap_mm: float = DEFECT_GAP_MM,
     return [coarse_points[labels == k] for i, k in enumerate(order) if i == 0 or sizes[k] >= min_fraction * n]
 
 
-def implant_from_points(cloud: PointCloud, defective: Volume, *, cleanup: bool = True) -> np.ndarray:
+def implant_from_points(
+    cloud: PointCloud,
+    defective: Volume,
+    *,
+    cleanup: bool = True,
+    smoothing_mm: float = SURFACE_SMOOTHING_MM,
+    rim_closing_mm: float = RIM_CLOSING_MM,
+) -> np.ndarray:
     """Voxelize predicted implant points on the defective skull's grid and clean up: (X, Y, Z) bool.
 
-    With cleanup=False the result is the voxelized points minus the skull (for ablations).
+    With cleanup=False the result is the voxelized points minus the skull (for ablations);
+    smoothing_mm (Gaussian sigma of the solid) and rim_closing_mm (closing radius) set the clean-up.
     """
     from pcc.voxelize import points_to_volume
 
@@ -176,14 +184,14 @@ def implant_from_points(cloud: PointCloud, defective: Volume, *, cleanup: bool =
     solid = points_to_volume(cloud, defective).mask()
     if not cleanup or not solid.any():
         return solid & ~skull
-    radius = max(1, int(round(RIM_CLOSING_MM / float(defective.spacing.min()))))
+    radius = max(1, int(round(rim_closing_mm / float(defective.spacing.min()))))
     nonzero = np.argwhere(solid)
     lower = np.maximum(nonzero.min(axis=0) - 2 * radius - 2, 0)
     upper = np.minimum(nonzero.max(axis=0) + 2 * radius + 3, skull.shape)
     box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
     ball = ndimage.iterate_structure(ndimage.generate_binary_structure(3, 1), radius)
     # The network's points are noisy at the sub-millimetre scale: smooth the solid before joining it to bone.
-    sigma = SURFACE_SMOOTHING_MM / np.asarray(defective.spacing)
+    sigma = smoothing_mm / np.asarray(defective.spacing)
     solid_box = ndimage.gaussian_filter(solid[box].astype(np.float32), sigma) > 0.5
     union = np.pad(solid_box | skull[box], radius)
     closed = ndimage.binary_closing(union, structure=ball)[tuple(slice(radius, -radius) for _ in range(3))]

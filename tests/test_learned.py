@@ -140,15 +140,20 @@ optimizer:
     return path
 
 
+def _tiny_training(tmp_path: Path) -> Path:
+    """A 3-case dataset in tmp_path/data and the tiny config that trains on it."""
+    root = tmp_path / "data"
+    write_dataset(root, 3)
+    return _tiny_config(tmp_path, root)
+
+
 def _run_pcc(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.run([sys.executable, "-m", "pcc.cli", *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_lightning_cli_trains_validates_checkpoints_and_resumes(tmp_path):
-    root = tmp_path / "data"
-    write_dataset(root, 3)
-    config = _tiny_config(tmp_path, root)
+    config = _tiny_training(tmp_path)
     result = _run_pcc("train", "fit", "--config", str(config))
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = (tmp_path / "runs" / "tiny" / "version_0" / "metrics.csv").read_text()
@@ -170,9 +175,7 @@ def test_lightning_cli_trains_validates_checkpoints_and_resumes(tmp_path):
 
 
 def test_two_process_ddp_on_cpu(tmp_path):
-    root = tmp_path / "data"
-    write_dataset(root, 3)
-    config = _tiny_config(tmp_path, root)
+    config = _tiny_training(tmp_path)
     result = _run_pcc(
         "train", "fit", "--config", str(config), "--trainer.strategy", "ddp", "--trainer.devices", "2",
         "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "5",
@@ -250,9 +253,7 @@ def test_cache_with_synthetic_defects_is_enough_to_train(tmp_path):
 
 
 def test_time_budget_anneals_the_learning_rate_and_stops(tmp_path):
-    root = tmp_path / "data"
-    write_dataset(root, 3)
-    config = _tiny_config(tmp_path, root)
+    config = _tiny_training(tmp_path)
     result = _run_pcc(
         "train", "fit", "--config", str(config), "--trainer.max_epochs", "1000", "--trainer.limit_val_batches", "0",
         "--trainer.callbacks+=pcc.training.TimeBudget", "--trainer.callbacks.minutes", "0.1",

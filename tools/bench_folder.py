@@ -17,6 +17,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pcc.batch import folder_inputs  # noqa: E402
+
 EXAMPLE = REPO / "pcc" / "examples" / "defective_skull_005.nrrd"
 
 
@@ -35,7 +39,7 @@ def main() -> None:
             folder.mkdir()
             for index in range(args.cases):
                 shutil.copy(EXAMPLE, folder / f"case_{index:03d}.nrrd")
-        count = len(list(folder.glob("*.nrrd"))) + len(list(folder.glob("*.nii*")))
+        count = len(folder_inputs(folder))
         for workers in (int(w) for w in args.workers.split(",")):
             command = [sys.executable, "-m", "pcc.cli", "implant", str(folder), "-o", str(Path(tmp) / f"out_{workers}"),
                        "--device", args.device, "--workers", str(workers)] + (["--model", args.model] if args.model else [])

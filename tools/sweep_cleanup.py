@@ -52,8 +52,8 @@ def main() -> None:
             cloud = pipeline.predict_implant_cloud(model.global_net, model.local_net, skull.points, skull.normals,
                                                    sizes=model.sizes, passes=passes)
             for setting in (s for s in settings if s[0] == passes):
-                pipeline.SURFACE_SMOOTHING_MM, pipeline.RIM_CLOSING_MM = setting[1], setting[2]
-                result = score_case(pipeline.implant_from_points(cloud, defective), truth, defective.mask(), defective.spacing)
+                implant = pipeline.implant_from_points(cloud, defective, smoothing_mm=setting[1], rim_closing_mm=setting[2])
+                result = score_case(implant, truth, defective.mask(), defective.spacing)
                 scores[setting].append((result.dsc, result.bdsc, result.hd95))
         print(f"{name} done", flush=True)
     print(f"{'passes':>6} {'smooth mm':>9} {'rim mm':>6} {'DSC':>6} {'bDSC':>6} {'HD95':>6}")
