@@ -4,7 +4,8 @@
     model = load_model()                       # shipped weights, or load_model("run.ckpt")
     implant = design_implant(defective, model) # a Volume on the input's own grid
 
-Stages: the skull's surface is sampled (world mm); the global network places a frame on each defect;
+Stages: the skull's surface is sampled (world mm); the global network places a frame on each defect
+(run on GLOBAL_PASSES resamplings of the skull, the most central prediction kept);
 the local network predicts the implant's surface points with normals in that frame (several
 resamplings of the input, merged, the frame re-fitted to the prediction); the points are voxelized
 on the input's grid (pcc.voxelize); clean-up smooths that solid (Gaussian, SURFACE_SMOOTHING_MM),
@@ -34,6 +35,9 @@ from pcc.volume import Volume, require_binary
 
 SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "skullfix.pt"
 LOCAL_PASSES = 4
+# The global stage runs on this many resamplings of the skull; the prediction that agrees best with
+# the others is used (varied defects in the validation skulls: defects missed by > 15 mm 8/70 → 3/70).
+GLOBAL_PASSES = 8
 FRAME_REFINEMENTS = 2
 # Coarse points of the global stage farther than DEFECT_GAP_MM from all others start another defect
 # (its own local frame); groups below MIN_DEFECT_FRACTION of the points are stray points.
@@ -120,6 +124,7 @@ def predict_implant_cloud(
     *,
     passes: int = LOCAL_PASSES,
     refinements: int = FRAME_REFINEMENTS,
+    global_passes: int = GLOBAL_PASSES,
     seed: int = 0,
     sizes: SampleSizes = SampleSizes(),
 ) -> PointCloud:
@@ -128,16 +133,21 @@ def predict_implant_cloud(
     The global stage's coarse points are split into separate defects (split_defects); each gets its
     own local frame and local predictions, and the points of all defects are returned together.
     passes: resamplings of the local input whose predictions are merged;
-    refinements: extra local predictions, each in the frame fitted to the previous one's points.
+    refinements: extra local predictions, each in the frame fitted to the previous one's points;
+    global_passes: resamplings of the global input, of whose predictions the most central is used.
     """
     device = next(local_net.parameters()).device
     rng = np.random.default_rng(seed)
     g_frame = global_frame(skull_points)
-    chosen = rng.choice(len(skull_points), sizes.global_input, replace=len(skull_points) < sizes.global_input)
-    g_input = np.hstack([g_frame.to_local(skull_points[chosen]), skull_normals[chosen]]).astype(np.float32)
-    coarse, _, _ = global_net(torch.from_numpy(g_input)[None].to(device))
+    replace = len(skull_points) < sizes.global_input
+    g_inputs = []
+    for _ in range(global_passes):
+        chosen = rng.choice(len(skull_points), sizes.global_input, replace=replace)
+        g_inputs.append(np.hstack([g_frame.to_local(skull_points[chosen]), skull_normals[chosen]]))
+    coarse, _, _ = global_net(torch.from_numpy(np.stack(g_inputs).astype(np.float32)).to(device))
+    candidates = [g_frame.to_world(c) for c in coarse.double().cpu().numpy()]
     points, normals = [], []
-    for defect in split_defects(g_frame.to_world(coarse[0].double().cpu().numpy())):
+    for defect in split_defects(most_central(candidates)):
         frame = defect_frame(defect)
         for _ in range(refinements + 1):  # each local prediction re-centres the frame on the hole
             inputs = np.stack([crop_and_sample(skull_points, skull_normals, frame, sizes.local_input, rng) for _ in range(passes)])
@@ -147,6 +157,20 @@ def predict_implant_cloud(
         points.append(predicted)
         normals.append(fine_normals.reshape(-1, 3).double().cpu().numpy())
     return PointCloud(np.concatenate(points), np.concatenate(normals))
+
+
+def most_central(candidates: list[np.ndarray]) -> np.ndarray:
+    """The point set (each (M, 3) mm) with the smallest mean Chamfer distance to the other sets.
+
+    The global stage's guesses of where the defect lies vary with the resampling of its input; the
+    medoid is the guess most of the others agree with, so a single stray guess is outvoted.
+    """
+    if len(candidates) == 1:
+        return candidates[0]
+    trees = [cKDTree(c) for c in candidates]
+    cost = [sum(trees[j].query(c)[0].mean() + tree.query(candidates[j])[0].mean()
+                for j in range(len(candidates)) if j != i) for i, (c, tree) in enumerate(zip(candidates, trees))]
+    return candidates[int(np.argmin(cost))]
 
 
 def split_defects(coarse_points: np.ndarray, *, gap_mm: float = DEFECT_GAP_MM,

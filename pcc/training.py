@@ -31,6 +31,8 @@ class ImplantCompletion(L.LightningModule):
         loss: loss of the local stage.
         global_weight: weight of the global stage's Chamfer distance.
         score_volumes: score validation cases through voxelization (slower, the real figure).
+        init_weights: start from the networks of this checkpoint (.ckpt or exported .pt, same
+            architecture), e.g. to fine-tune the shipped model; None starts from random weights.
     """
 
     def __init__(
@@ -40,12 +42,26 @@ class ImplantCompletion(L.LightningModule):
         loss: nn.Module | None = None,
         global_weight: float = 1.0,
         score_volumes: bool = True,
+        init_weights: str | None = None,
     ):
         super().__init__()
         self.global_net, self.local_net = global_net, local_net
         self.loss = loss if loss is not None else CompletionLoss()
         self.global_weight, self.score_volumes = global_weight, score_volumes
         self.save_hyperparameters(ignore=["global_net", "local_net", "loss"])
+        if init_weights is not None:
+            self.load_networks(init_weights)
+
+    def load_networks(self, path: str) -> None:
+        """Copy both networks' weights from a pcc checkpoint; its architecture must match the config's."""
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        for name in ("global_net", "local_net"):
+            net_state = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
+            try:
+                getattr(self, name).load_state_dict(net_state)
+            except RuntimeError as error:
+                raise ValueError(f"{path}: its {name} does not match the configured one ({error}); "
+                                 "use the init_args the checkpoint was trained with") from None
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
         g_coarse, _, _ = self.global_net(batch["global_input"])
@@ -96,15 +112,17 @@ class ImplantCompletion(L.LightningModule):
 
 class TimeBudget(L.Callback):
     """Train for a fixed wall time: the learning rate follows a cosine from its configured value down
-    to `final_lr_fraction` of it over `minutes`, and training stops when the time is spent.
+    to `final_lr_fraction` of it over `minutes` (after an optional linear warm-up over
+    `warmup_minutes`), and training stops when the time is spent.
 
     A schedule that ends exactly when the time does, whatever the machine's speed (use it instead of
     an lr_scheduler; set trainer.max_epochs high). The elapsed time is saved in checkpoints, so a
     resumed run goes on where it stopped.
     """
 
-    def __init__(self, minutes: float, final_lr_fraction: float = 0.01):
+    def __init__(self, minutes: float, final_lr_fraction: float = 0.01, warmup_minutes: float = 0.0):
         self.seconds, self.final_lr_fraction = 60.0 * minutes, final_lr_fraction
+        self.warmup_seconds = 60.0 * warmup_minutes
         self.elapsed_before = 0.0
         self.started = time.monotonic()
         self.base_lrs: list[float] = []
@@ -120,6 +138,8 @@ class TimeBudget(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         fraction = min(1.0, self.elapsed() / self.seconds)
         factor = self.final_lr_fraction + (1 - self.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * fraction))
+        if self.warmup_seconds > 0:  # linear warm-up, e.g. while a fine-tune's fresh optimizer state settles
+            factor *= min(1.0, self.elapsed() / self.warmup_seconds)
         groups = [group for opt in trainer.optimizers for group in opt.param_groups]
         for group, base in zip(groups, self.base_lrs):
             group["lr"] = base * factor

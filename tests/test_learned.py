@@ -174,6 +174,23 @@ def test_lightning_cli_trains_validates_checkpoints_and_resumes(tmp_path):
     assert not (implant.mask() & volume.mask()).any()
 
 
+def test_init_weights_starts_from_a_checkpoint_and_rejects_another_architecture(tmp_path):
+    from pcc.training import ImplantCompletion
+
+    trained = ImplantCompletion(*tiny_nets())
+    for parameter in trained.parameters():
+        torch.nn.init.normal_(parameter)
+    path = tmp_path / "trained.pt"
+    torch.save({"state_dict": trained.state_dict()}, path)
+
+    fine_tuned = ImplantCompletion(*tiny_nets(), init_weights=str(path))
+    for name, value in trained.state_dict().items():
+        assert torch.equal(fine_tuned.state_dict()[name], value), name
+    wider = PointCompletionNet(width=32, feature_dim=32, coarse_points=32, children=1, neighbours=0)
+    with pytest.raises(ValueError, match="global_net does not match"):
+        ImplantCompletion(wider, tiny_nets()[1], init_weights=str(path))
+
+
 def test_two_process_ddp_on_cpu(tmp_path):
     config = _tiny_training(tmp_path)
     result = _run_pcc(
@@ -278,3 +295,14 @@ def test_split_defects_separates_distant_groups_and_drops_stray_points():
     assert [len(g) for g in groups] == [150, 100]
     assert np.allclose(groups[0].mean(axis=0), left.mean(axis=0))
     assert len(split_defects(left)) == 1
+
+
+def test_most_central_outvotes_a_stray_global_guess():
+    from pcc.pipeline import most_central
+
+    rng = np.random.default_rng(1)
+    near = [rng.normal([50.0, 0.0, 30.0], 5.0, (64, 3)) for _ in range(3)]
+    stray = rng.normal([-60.0, 20.0, 0.0], 5.0, (64, 3))
+    chosen = most_central([stray, *near])
+    assert any(chosen is guess for guess in near)
+    assert most_central([stray]) is stray
