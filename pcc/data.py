@@ -29,8 +29,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pcc.frames import crop_and_sample, defect_frame, global_frame
+from pcc.network_inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS, SampleSizes
 
-SKULL_POINTS = 32768  # dense surface sample of a skull, as in use (pcc.pipeline)
 GLOBAL_POINTS = 4096  # uniform sample of the whole skull for the global stage
 IMPLANT_POINTS = 4096
 # Training cases keep the dense skull points only within this many defect radii of the defect centre:
@@ -39,8 +39,6 @@ LOCAL_KEEP_RADII = 2.5
 LOCAL_KEEP_POINTS = 16384  # at most this many of them (a uniform subset), to keep the cache compact
 CACHE_VERSION = 3
 CROP_MARGIN_MM = 25.0
-# The network sees points of the exact binary iso-surface (no smoothing), in training and in use.
-NETWORK_SURFACE_SMOOTHING = 0.0
 MANIFEST = "cases.json"
 
 
@@ -243,17 +241,6 @@ def ensure_cache(
                         future.result()
                         progress.update(futures[future])
     return all_names, paths
-
-
-@dataclass(frozen=True)
-class SampleSizes:
-    """Point counts of one training pair."""
-
-    global_input: int = 1024
-    global_target: int = 512
-    local_input: int = 1024
-    local_target: int = 2048
-    frame_jitter: float = 0.15  # standard deviation of the defect-frame centre shift, in defect radii
 
 
 class CompletionPairs(Dataset):

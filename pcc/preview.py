@@ -125,10 +125,10 @@ def _skull_mesh(defective: Volume, *, pool: int = 2) -> ShadedMesh:
     """The skull's surface from a pool×-averaged mask (≈1 mm triangles), lightly smoothed."""
     from skimage.measure import marching_cubes
 
-    from pcc.surface import _bounding_box
+    from pcc.surface import bounding_box
 
     mask = defective.mask()
-    lower, upper = _bounding_box(mask)
+    lower, upper = bounding_box(mask)
     lower = [lo - lo % pool for lo in lower]
     crop = mask[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))]
     crop = np.pad(crop, [(0, (-s) % pool) for s in crop.shape])

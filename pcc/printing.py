@@ -283,7 +283,7 @@ def local_thickness(mask: np.ndarray, spacing, *, levels_per_voxel: int = 2) -> 
 
 
 def _box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from pcc.surface import _bounding_box
+    from pcc.surface import bounding_box
 
-    lower, upper = _bounding_box(mask)
+    lower, upper = bounding_box(mask)
     return np.asarray(lower), np.asarray(upper)

@@ -142,7 +142,7 @@ def _index_space_surface(volume: Volume, step: int, *, smoothing: float = 0.0) -
     mask = volume.mask()
     if not mask.any():
         raise InputError("the volume is empty (no nonzero voxel): there is no surface to convert")
-    lower, upper = _bounding_box(mask)
+    lower, upper = bounding_box(mask)
     pad = 1 + int(np.ceil(3 * smoothing))
     crop = np.zeros(tuple(hi - lo + 2 * pad for lo, hi in zip(lower, upper)), dtype=np.float32)
     crop[pad:-pad, pad:-pad, pad:-pad] = mask[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))]
@@ -178,7 +178,7 @@ def _morton_codes(points: np.ndarray, *, cell: float = 0.25) -> np.ndarray:
     return code
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def bounding_box(mask: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Inclusive-exclusive index bounds of the nonzero voxels of a 3-D mask."""
     lower, upper = [], []
     for axis in range(3):

@@ -98,17 +98,13 @@ def require_binary(volume: Volume, name: object = "the volume") -> Volume:
     from pcc.errors import InputError
 
     array = np.asarray(volume.array)
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+    if array.dtype.kind == "f" and array.size and not np.isfinite(array.min() + array.max()):  # NaN propagates
         raise InputError(f"{name} contains NaN or infinite values; pcc needs a binary 0/1 mask")
-    if array.dtype == bool:
-        mask = array
-    else:
-        mask = array != 0
-        if (array[mask] != 1).any():
-            raise InputError(f"{name} is not binary (values other than 0 and 1); threshold it to a 0/1 mask first")
-    count = int(mask.sum())
+    count = np.count_nonzero(array)
+    if array.dtype != bool and count != np.count_nonzero(array == 1):  # fast whole-array passes
+        raise InputError(f"{name} is not binary (values other than 0 and 1); threshold it to a 0/1 mask first")
     if count == 0:
         raise InputError(f"{name} is empty (no voxel is 1); give a binary mask of the skull or implant")
-    if count == mask.size:
+    if count == array.size:
         raise InputError(f"{name} has every voxel set to 1; give a binary mask of the skull, not a filled box")
     return volume

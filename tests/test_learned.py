@@ -306,3 +306,13 @@ def test_most_central_outvotes_a_stray_global_guess():
     chosen = most_central([stray, *near])
     assert any(chosen is guess for guess in near)
     assert most_central([stray]) is stray
+
+
+def test_fraction_in_bone_counts_points_in_nonzero_voxels():
+    from pcc.pipeline import fraction_in_bone
+
+    array = np.zeros((10, 10, 10), dtype=np.uint8)
+    array[:5] = 1
+    bone = Volume(array, np.diag([2.0, 2.0, 2.0]), np.array([10.0, 0.0, 0.0]))
+    points = np.array([[12.0, 4.0, 4.0], [18.9, 4.0, 4.0], [30.0, 4.0, 4.0], [-50.0, 0.0, 0.0]])  # in, in, out, off grid
+    assert fraction_in_bone(points, bone) == 0.5

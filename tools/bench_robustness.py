@@ -1,7 +1,7 @@
 """Robustness benchmark of the implant pipeline: varied defect shapes, a coarser grid, memory at 512³.
 
     python tools/bench_robustness.py [--model PATH] [--cases validation|N|NAMES] [--shapes all|S1,S2]
-                                     [--parts varied,coarse,memory] [--seed 0] [--device auto] [--csv out.csv]
+                                     [--parts varied,coarse,complete,memory] [--seed 0] [--device auto] [--csv out.csv]
 
 Parts (all by default):
 
@@ -14,11 +14,13 @@ Parts (all by default):
   is bone when at least half its block is; the coarse implant is coarse(defective ∪ implant) minus the
   coarse defective skull, the same "complete minus defective" definition as the challenge's). Space
   directions ×2, origin moved to the centre of the first block. Scored against that coarse ground truth.
+- complete: the case's complete skull (no defect) as input: the implant should be empty or
+  negligible, with pcc's "no defect found" warning. Prints the implant's volume and whether it warned.
 - memory: peak resident memory (in a fresh child process, so nothing else is counted) of reading the
   model and running design_implant on a synthetic 512³ skull-like shell at 0.4 mm (SkullBreak's grid).
 
 Issue 6's bars: varied mean DSC ≥ 0.87, bDSC ≥ 0.89, HD95 ≤ 2.5 mm, no case below DSC 0.6;
-coarse mean DSC ≥ 0.85; 512³ peak memory < 4 GiB.
+coarse mean DSC ≥ 0.85; complete skulls: negligible implant and a warning; 512³ peak memory < 4 GiB.
 """
 
 from __future__ import annotations
@@ -42,11 +44,11 @@ from pcc.data import case_names, default_validation_split  # noqa: E402
 from pcc.defects import SHAPES, make_defect  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
 from pcc.metrics import score_case  # noqa: E402
-from pcc.pipeline import design_implant, load_model  # noqa: E402
+from pcc.pipeline import design_implant, load_model, no_defect_warning  # noqa: E402
 from pcc.volume import Volume  # noqa: E402
 
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "skullfix" / "training_set"
-PARTS = ("varied", "coarse", "memory")
+PARTS = ("varied", "coarse", "complete", "memory")
 CSV_HEADER = ["part", "case", "shape", "dsc", "bdsc", "hd95", "implant_cm3", "seconds", "peak_gib"]
 
 
@@ -74,9 +76,10 @@ def main() -> None:
     if unknown or set(shapes) - set(SHAPES):
         parser.error(f"unknown part or shape: {sorted(unknown | (set(shapes) - set(SHAPES)))}")
     root = Path(args.root)
-    names = _select(root, args.cases) if {"varied", "coarse"} & set(parts) else []
+    scored = {"varied", "coarse", "complete"} & set(parts)
+    names = _select(root, args.cases) if scored else []
     rows: list[list] = []
-    if {"varied", "coarse"} & set(parts):
+    if scored:
         start = time.perf_counter()
         model = load_model(args.model, device=args.device)
         print(f"model {model.source} on {model.device} ({time.perf_counter() - start:.1f} s); "
@@ -85,6 +88,8 @@ def main() -> None:
             rows += varied_defects(root, names, shapes, model, seed=args.seed)
         if "coarse" in parts:
             rows += coarse_grid(root, names, model)
+        if "complete" in parts:
+            rows += complete_skulls(root, names, model)
     if "memory" in parts:
         rows.append(memory_row(args.model, args.device, args.memory_size))
     if args.csv:
@@ -152,6 +157,24 @@ def coarse_grid(root: Path, names: list[str], model) -> list[list]:
         small, small_truth = downsample_2x(defective, truth)
         rows.append(_score("coarse", name, "2x", small, small_truth, model))
     _summary(rows, key=lambda r: r[2], title="2× coarser grid")
+    return rows
+
+
+def complete_skulls(root: Path, names: list[str], model) -> list[list]:
+    """Complete skulls as input: rows with the implant's volume (cm³) and shape 'warned' or 'NOT warned'."""
+    rows = []
+    for name in names:
+        complete = read_volume(root / "complete_skull" / name)
+        start = time.perf_counter()
+        implant = design_implant(complete, model)
+        seconds = time.perf_counter() - start
+        warned = no_defect_warning(implant, complete) is not None
+        cm3 = implant.mask().sum() * implant.voxel_volume / 1000
+        print(f"complete {name[:-5]:>5}  implant {cm3:5.1f} cm³  {'warned' if warned else 'NOT warned'}  {seconds:5.1f} s", flush=True)
+        rows.append(["complete", name[:-5], "warned" if warned else "NOT warned", "", "", "", cm3, seconds])
+    warned = sum(row[2] == "warned" for row in rows)
+    print(f"\ncomplete skulls: {warned} of {len(rows)} with a negligible implant and the warning; "
+          f"largest implant {max(row[6] for row in rows):.1f} cm³\n", flush=True)
     return rows
 
 

@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import pcc.pipeline as pipeline  # noqa: E402
-from pcc.data import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS, case_names, default_validation_split  # noqa: E402
+from pcc.data import case_names, default_validation_split  # noqa: E402
+from pcc.network_inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
 from pcc.metrics import score_case  # noqa: E402
 from pcc.surface import volume_to_points  # noqa: E402
