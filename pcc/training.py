@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as L
@@ -54,6 +55,9 @@ class ImplantCompletion(L.LightningModule):
 
     def load_networks(self, path: str) -> None:
         """Copy both networks' weights from a pcc checkpoint; its architecture must match the config's."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"model.init_weights: {path} not found; give --model.init_weights CHECKPOINT "
+                                    "(the .ckpt or .pt to start from)")
         state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
         for name in ("global_net", "local_net"):
             net_state = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}

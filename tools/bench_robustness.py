@@ -181,7 +181,9 @@ def complete_skulls(root: Path, names: list[str], model) -> list[list]:
 def _summary(rows: list[list], *, key, title: str) -> None:
     if not rows:
         return
-    print(f"\n{title}: {'':>10} mean DSC  min DSC  mean bDSC  mean HD95 (mm)  cases")
+    # An empty implant has HD95 inf (pcc.metrics), which makes the mean inf: the median and the
+    # count of empty implants say more then.
+    print(f"\n{title}: {'':>10} mean DSC  min DSC  mean bDSC  mean HD95 (mm)  median HD95  empty  cases")
     groups: dict[str, list[list]] = {}
     for row in rows:
         groups.setdefault(key(row), []).append(row)
@@ -190,7 +192,7 @@ def _summary(rows: list[list], *, key, title: str) -> None:
     for group, members in groups.items():
         v = np.array([r[3:6] for r in members], dtype=float)
         print(f"{group:>28}  {v[:, 0].mean():8.3f} {v[:, 0].min():8.3f} {v[:, 1].mean():10.3f} "
-              f"{v[:, 2].mean():15.2f}  {len(members):5d}")
+              f"{v[:, 2].mean():15.2f} {np.median(v[:, 2]):12.2f} {int(np.isinf(v[:, 2]).sum()):6d}  {len(members):5d}")
     print(flush=True)
 
 

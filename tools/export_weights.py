@@ -2,7 +2,7 @@
 
     python tools/export_weights.py runs/skullfix/version_N/checkpoints/last.ckpt \
         --command "pcc train fit --config configs/skullfix.yaml ..." --machine "2-core CPU" \
-        --train-minutes 75 --validation bench.csv
+        --train-minutes 75 --validation bench.csv [--base WEIGHTS_IT_WAS_FINE_TUNED_FROM.pt]
 
 Keeps only what inference needs (network classes, their arguments, weights, point counts) and a
 metadata record: data, command, commit, validation figures, time and machine.
@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--commit", default="", help="the commit trained (default: the repository's HEAD)")
     parser.add_argument("--train-minutes", type=float, required=True)
     parser.add_argument("--validation", help="CSV written by tools/bench_implant.py on the validation split")
+    parser.add_argument("--base", help="the weights a fine-tune started from (model.init_weights): their metadata is kept")
     parser.add_argument("--data", default="SkullFix training_set (AutoImplant 2020), 60 cases; 10 held out: 005 018 028 038 048 061 073 081 089 096")
     args = parser.parse_args()
 
@@ -53,6 +54,8 @@ def main() -> None:
         "global_step": checkpoint.get("global_step", earlier.get("global_step")),
         "source_checkpoint": earlier.get("source_checkpoint", Path(args.checkpoint).name),
     }
+    if args.base:
+        metadata["fine_tuned_from"] = torch.load(args.base, map_location="cpu", weights_only=False).get("pcc_metadata", {})
     if args.validation:
         with open(args.validation) as handle:
             rows = list(csv.DictReader(handle))
