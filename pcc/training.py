@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from pcc.losses import CompletionLoss, chamfer_distance, choose_backend
+from pcc.models import network_state
 
 
 class ImplantCompletion(L.LightningModule):
@@ -60,9 +61,8 @@ class ImplantCompletion(L.LightningModule):
                                     "(the .ckpt or .pt to start from)")
         state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
         for name in ("global_net", "local_net"):
-            net_state = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
             try:
-                getattr(self, name).load_state_dict(net_state)
+                getattr(self, name).load_state_dict(network_state(state, name))
             except RuntimeError as error:
                 raise ValueError(f"{path}: its {name} does not match the configured one ({error}); "
                                  "use the init_args the checkpoint was trained with") from None

@@ -17,6 +17,11 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def network_state(state_dict: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """The entries of one network ('global_net' or 'local_net') in a checkpoint's state_dict, unprefixed."""
+    return {key[len(name) + 1 :]: value for key, value in state_dict.items() if key.startswith(name + ".")}
+
+
 def _mlp(sizes: list[int], *, last_activation: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
