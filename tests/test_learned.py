@@ -316,3 +316,22 @@ def test_fraction_in_bone_counts_points_in_nonzero_voxels():
     bone = Volume(array, np.diag([2.0, 2.0, 2.0]), np.array([10.0, 0.0, 0.0]))
     points = np.array([[12.0, 4.0, 4.0], [18.9, 4.0, 4.0], [30.0, 4.0, 4.0], [-50.0, 0.0, 0.0]])  # in, in, out, off grid
     assert fraction_in_bone(points, bone) == 0.5
+
+
+def test_time_budget_warms_up_linearly_then_follows_the_cosine():
+    from types import SimpleNamespace
+
+    from pcc.training import TimeBudget
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    trainer = SimpleNamespace(optimizers=[optimizer])
+    module = SimpleNamespace(log=lambda *args, **kwargs: None)
+    budget = TimeBudget(minutes=10.0, final_lr_fraction=0.0, warmup_minutes=1.0)
+    budget.on_train_start(trainer, module)
+    lrs = []
+    for elapsed_s in (15.0, 30.0, 60.0, 300.0):
+        budget.elapsed = lambda s=elapsed_s: s
+        budget.on_train_batch_start(trainer, module, None, 0)
+        lrs.append(optimizer.param_groups[0]["lr"])
+    cosine = [0.5 * (1 + np.cos(np.pi * s / 600.0)) for s in (15.0, 30.0, 60.0, 300.0)]
+    assert np.allclose(lrs, [0.25 * cosine[0], 0.5 * cosine[1], cosine[2], cosine[3]])
