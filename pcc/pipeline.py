@@ -190,9 +190,10 @@ def most_central(candidates: list[np.ndarray]) -> np.ndarray:
     if len(candidates) == 1:
         return candidates[0]
     trees = [cKDTree(c) for c in candidates]
-    cost = [sum(trees[j].query(c)[0].mean() + tree.query(candidates[j])[0].mean()
-                for j in range(len(candidates)) if j != i) for i, (c, tree) in enumerate(zip(candidates, trees))]
-    return candidates[int(np.argmin(cost))]
+    # one_sided[i, j]: mean distance from the points of set i to their nearest point of set j
+    one_sided = np.array([[trees[j].query(c)[0].mean() if j != i else 0.0 for j in range(len(candidates))]
+                          for i, c in enumerate(candidates)])
+    return candidates[int(np.argmin((one_sided + one_sided.T).sum(axis=1)))]
 
 
 def split_defects(coarse_points: np.ndarray, *, gap_mm: float = DEFECT_GAP_MM,
@@ -291,10 +292,25 @@ def design_implant(
         passes: resamplings of the local input whose predictions are merged (more points, less noise).
         cleanup: join to the rim and drop fragments (False only for ablations).
     """
+    timings = timings if timings is not None else {}
+    require_binary(defective, "the defective skull")
+    cloud = implant_cloud(defective, model, passes=passes, timings=timings)
+    start = time.perf_counter()
+    implant = implant_from_points(cloud, defective, cleanup=cleanup)
+    timings["voxelize_cleanup"] = time.perf_counter() - start
+    return defective.with_array(implant.astype(np.uint8))
+
+
+def implant_cloud(defective: Volume, model: CompletionModel, *, passes: int = LOCAL_PASSES,
+                  timings: dict[str, float] | None = None) -> PointCloud:
+    """Predicted implant points (world mm, with normals) of a binary defective skull: its surface
+    sample through both networks, intact-bone guesses dropped (design_implant before voxelization).
+
+    timings: filled with seconds of the 'cloud' and 'network' stages when given.
+    """
     from pcc.surface import volume_to_points
 
     timings = timings if timings is not None else {}
-    require_binary(defective, "the defective skull")
     start = time.perf_counter()
     skull = volume_to_points(defective, SKULL_POINTS, seed=0, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
     timings["cloud"] = time.perf_counter() - start
@@ -302,7 +318,4 @@ def design_implant(
     cloud = predict_implant_cloud(model.global_net, model.local_net, skull.points, skull.normals, sizes=model.sizes,
                                   passes=passes, bone=defective)
     timings["network"] = time.perf_counter() - start
-    start = time.perf_counter()
-    implant = implant_from_points(cloud, defective, cleanup=cleanup)
-    timings["voxelize_cleanup"] = time.perf_counter() - start
-    return defective.with_array(implant.astype(np.uint8))
+    return cloud

@@ -140,10 +140,11 @@ class TimeBudget(L.Callback):
             self.base_lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        fraction = min(1.0, self.elapsed() / self.seconds)
+        elapsed = self.elapsed()
+        fraction = min(1.0, elapsed / self.seconds)
         factor = self.final_lr_fraction + (1 - self.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * fraction))
         if self.warmup_seconds > 0:  # linear warm-up, e.g. while a fine-tune's fresh optimizer state settles
-            factor *= min(1.0, self.elapsed() / self.warmup_seconds)
+            factor *= min(1.0, elapsed / self.warmup_seconds)
         groups = [group for opt in trainer.optimizers for group in opt.param_groups]
         for group, base in zip(groups, self.base_lrs):
             group["lr"] = base * factor

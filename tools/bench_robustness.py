@@ -172,8 +172,8 @@ def complete_skulls(root: Path, names: list[str], model) -> list[list]:
         cm3 = implant.mask().sum() * implant.voxel_volume / 1000
         print(f"complete {name[:-5]:>5}  implant {cm3:5.1f} cm³  {'warned' if warned else 'NOT warned'}  {seconds:5.1f} s", flush=True)
         rows.append(["complete", name[:-5], "warned" if warned else "NOT warned", "", "", "", cm3, seconds])
-    warned = sum(row[2] == "warned" for row in rows)
-    print(f"\ncomplete skulls: {warned} of {len(rows)} with a negligible implant and the warning; "
+    warned_count = sum(row[2] == "warned" for row in rows)
+    print(f"\ncomplete skulls: {warned_count} of {len(rows)} with a negligible implant and the warning; "
           f"largest implant {max(row[6] for row in rows):.1f} cm³\n", flush=True)
     return rows
 

@@ -22,10 +22,8 @@ sys.path.insert(0, str(REPO))
 
 import pcc.pipeline as pipeline  # noqa: E402
 from pcc.data import case_names, default_validation_split  # noqa: E402
-from pcc.network_inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
 from pcc.metrics import score_case  # noqa: E402
-from pcc.surface import volume_to_points  # noqa: E402
 
 
 def floats(text: str) -> list[float]:
@@ -48,10 +46,8 @@ def main() -> None:
     for name in default_validation_split(case_names(root)):
         defective = read_volume(root / "defective_skull" / name)
         truth = read_volume(root / "implant" / name).mask()
-        skull = volume_to_points(defective, SKULL_POINTS, seed=0, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
         for passes in sorted({s[0] for s in settings}):
-            cloud = pipeline.predict_implant_cloud(model.global_net, model.local_net, skull.points, skull.normals,
-                                                   sizes=model.sizes, passes=passes)
+            cloud = pipeline.implant_cloud(defective, model, passes=passes)
             for setting in (s for s in settings if s[0] == passes):
                 implant = pipeline.implant_from_points(cloud, defective, smoothing_mm=setting[1], rim_closing_mm=setting[2])
                 result = score_case(implant, truth, defective.mask(), defective.spacing)
