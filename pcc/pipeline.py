@@ -41,6 +41,9 @@ LOCAL_PASSES = 4
 # 0.738 → 0.750, cases at DSC 0: 5 → 3; tools/bench_robustness.py).
 GLOBAL_PASSES = 8
 FRAME_REFINEMENTS = 2
+# Every other resampling (global and local) is mirrored left-right before the network and its output
+# mirrored back: a skull's mirror image is another plausible skull, so the two halves' errors differ.
+MIRROR_PASSES = True
 # Coarse points of the global stage farther than DEFECT_GAP_MM from all others start another defect
 # (its own local frame); groups below MIN_DEFECT_FRACTION of the points are stray points.
 DEFECT_GAP_MM = 20.0
@@ -134,6 +137,7 @@ def predict_implant_cloud(
     seed: int = 0,
     sizes: SampleSizes = SampleSizes(),
     bone: Volume | None = None,
+    mirror: bool = MIRROR_PASSES,
 ) -> PointCloud:
     """Predicted implant surface points (world mm) with outward normals, from the skull's surface cloud.
 
@@ -143,7 +147,8 @@ def predict_implant_cloud(
     refinements: extra local predictions, each in the frame fitted to the previous one's points;
     global_passes: resamplings of the global input, of whose predictions the most central is used;
     bone: the defective skull volume; defects whose points lie mostly inside its bone (more than
-    INTACT_BONE_FRACTION) are intact bone and dropped (None keeps every defect).
+    INTACT_BONE_FRACTION) are intact bone and dropped (None keeps every defect);
+    mirror: mirror every other resampling left-right (x of the frame) and its prediction back.
     """
     device = next(local_net.parameters()).device
     rng = np.random.default_rng(seed)
@@ -153,23 +158,33 @@ def predict_implant_cloud(
     for _ in range(global_passes):
         chosen = rng.choice(len(skull_points), sizes.global_input, replace=replace)
         g_inputs.append(np.hstack([g_frame.to_local(skull_points[chosen]), skull_normals[chosen]]))
-    coarse, _, _ = global_net(torch.from_numpy(np.stack(g_inputs).astype(np.float32)).to(device))
-    candidates = [g_frame.to_world(c) for c in coarse.double().cpu().numpy()]
+    flip = _mirror_signs(global_passes, mirror)
+    coarse, _, _ = global_net(torch.from_numpy((np.stack(g_inputs) * flip).astype(np.float32)).to(device))
+    candidates = [g_frame.to_world(c) for c in coarse.double().cpu().numpy() * flip[:, :, :3]]
     points, normals = [], []
     for defect in split_defects(most_central(candidates)):
         frame = defect_frame(defect)
         for _ in range(refinements + 1):  # each local prediction re-centres the frame on the hole
             inputs = np.stack([crop_and_sample(skull_points, skull_normals, frame, sizes.local_input, rng) for _ in range(passes)])
-            _, fine, fine_normals = local_net(torch.from_numpy(inputs).to(device))
-            predicted = frame.to_world(fine.reshape(-1, 3).double().cpu().numpy())
+            flip = _mirror_signs(passes, mirror)
+            _, fine, fine_normals = local_net(torch.from_numpy((inputs * flip).astype(np.float32)).to(device))
+            predicted = frame.to_world((fine.double().cpu().numpy() * flip[:, :, :3]).reshape(-1, 3))
             frame = defect_frame(predicted)
         if bone is not None and fraction_in_bone(predicted, bone) > INTACT_BONE_FRACTION:
             continue
         points.append(predicted)
-        normals.append(fine_normals.reshape(-1, 3).double().cpu().numpy())
+        normals.append((fine_normals.double().cpu().numpy() * flip[:, :, :3]).reshape(-1, 3))
     if not points:
         return PointCloud(np.zeros((0, 3)), np.zeros((0, 3)))
     return PointCloud(np.concatenate(points), np.concatenate(normals))
+
+
+def _mirror_signs(passes: int, mirror: bool) -> np.ndarray:
+    """(passes, 1, 6) factors that negate x and the normal's x of every other pass (all ones without mirror)."""
+    signs = np.ones((passes, 1, 6))
+    if mirror:
+        signs[1::2, :, [0, 3]] = -1.0
+    return signs
 
 
 def fraction_in_bone(points: np.ndarray, bone: Volume) -> float:

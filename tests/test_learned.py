@@ -11,6 +11,7 @@ import nrrd
 import numpy as np
 import pytest
 import torch
+from scipy.spatial import cKDTree
 
 from pcc import losses
 from pcc.data import CachedCase, SampleSizes, make_pair
@@ -335,3 +336,33 @@ def test_time_budget_warms_up_linearly_then_follows_the_cosine():
         lrs.append(optimizer.param_groups[0]["lr"])
     cosine = [0.5 * (1 + np.cos(np.pi * s / 600.0)) for s in (15.0, 30.0, 60.0, 300.0)]
     assert np.allclose(lrs, [0.25 * cosine[0], 0.5 * cosine[1], cosine[2], cosine[3]])
+
+
+class _EchoNet(torch.nn.Module):
+    """A stand-in network that returns its first input points (coarse and fine) and their normals."""
+
+    def __init__(self, count: int):
+        super().__init__()
+        self.count = count
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the module a device
+
+    def forward(self, points: torch.Tensor):
+        echoed = points[:, : self.count]
+        return echoed[..., :3], echoed[..., :3], echoed[..., 3:]
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_mirrored_passes_are_mirrored_back_to_the_input_side(mirror):
+    from pcc.pipeline import predict_implant_cloud
+
+    rng = np.random.default_rng(3)
+    points = rng.uniform([10.0, -30.0, 0.0], [70.0, 30.0, 40.0], (2000, 3))  # all on the +x side
+    normals = rng.normal(size=(2000, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    sizes = SampleSizes(global_input=256, local_input=256)
+    cloud = predict_implant_cloud(_EchoNet(64), _EchoNet(64), points, normals, sizes=sizes, passes=2,
+                                  global_passes=2, mirror=mirror)
+    # An echo of the input must come back as input points with their own normals, mirrored or not.
+    distance, index = cKDTree(points).query(cloud.points)
+    assert len(cloud) == 2 * 64 and distance.max() < 1e-4  # float32 round trip; a mirror left in would be ≥ 20 mm
+    assert np.allclose(cloud.normals, normals[index], atol=1e-5)
