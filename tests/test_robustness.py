@@ -21,6 +21,7 @@ import torch
 from conftest import REPO, hollow_ellipsoid
 from pcc import pipeline
 from pcc.cli import main
+from pcc.cloud import PointCloud
 from pcc.volume import Volume
 
 SHIPPED = REPO / "pcc" / "weights" / "skullfix.pt"
@@ -250,3 +251,35 @@ def test_benchmark_downsampling_keeps_world_geometry():
     assert not np.any(implant & coarse.mask()) and implant.any()
     ratio = coarse.mask().sum() * coarse.voxel_volume / (skull.sum() * fine.voxel_volume)
     assert 0.8 < ratio < 1.2
+
+
+def test_a_second_search_fills_the_defect_the_first_passed_over(monkeypatch):
+    """design_implant searches again on the skull completed with what it found (stand-in networks)."""
+    from pcc.surface import volume_to_points
+
+    complete = hollow_ellipsoid(hole_radius=0.0).astype(bool)
+    index = np.indices(complete.shape)
+    top = complete & (index[2] > 28)  # the cap of the shell, on +z
+    side = complete & (index[0] > 37) & (index[2] <= 28)  # a patch of the +x wall
+    assert top.any() and side.any() and not (top & side).any()
+    grid = dict(directions=np.eye(3), origin=np.zeros(3))
+    defective = Volume((complete & ~top & ~side).astype(np.uint8), **grid)
+    searched = []
+
+    def implant_cloud(volume, model, *, passes, timings, bone_fraction):
+        """Finds only the first missing part it knows of: the cap, else the side patch, else nothing."""
+        searched.append(volume)
+        for part in (top, side):
+            if not volume.mask()[part].any():
+                return volume_to_points(Volume(part.astype(np.uint8), **grid), 4000, seed=0)
+        return PointCloud(np.zeros((0, 3)), np.zeros((0, 3)))
+
+    monkeypatch.setattr(pipeline, "implant_cloud", implant_cloud)
+    one = pipeline.design_implant(defective, model=None, rounds=1).mask()
+    assert np.count_nonzero(one & side) == 0
+    searched.clear()
+    both = pipeline.design_implant(defective, model=None, rounds=3).mask()
+    assert len(searched) == 3 and searched[0] is defective  # the third search found nothing
+    for part in (top, side):
+        assert np.count_nonzero(both & part) > 0.8 * np.count_nonzero(part)
+    assert not (both & defective.mask()).any()
