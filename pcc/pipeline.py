@@ -7,9 +7,11 @@
 Stages: the skull's surface is sampled (world mm); the global network places a frame on each defect
 (run on GLOBAL_PASSES resamplings of the skull, the most central prediction kept);
 the local network predicts the implant's surface points with normals in that frame (several
-resamplings of the input, merged, the frame re-fitted to the prediction); the points are voxelized
-on the input's grid (pcc.voxelize); clean-up smooths that solid (Gaussian, SURFACE_SMOOTHING_MM),
-joins it to the bone rim (closing of implant ∪ skull), subtracts the skull and drops small fragments.
+resamplings of the input, every other one mirrored, merged, the frame re-fitted to the prediction);
+the points are voxelized on the input's grid (pcc.voxelize); clean-up smooths that solid (Gaussian,
+SURFACE_SMOOTHING_MM), joins it to the bone rim (closing of implant ∪ skull), subtracts the skull and
+drops small fragments. A second search runs the same stages on the skull completed with that implant
+(SEARCH_ROUNDS), for a defect the first passed over.
 """
 
 from __future__ import annotations
