@@ -5,7 +5,8 @@
     implant = design_implant(defective, model) # a Volume on the input's own grid
 
 Stages: the skull's surface is sampled (world mm); the global network places a frame on each defect
-(run on GLOBAL_PASSES resamplings of the skull, the most central prediction kept);
+(run on GLOBAL_PASSES resamplings of the skull, the most central prediction kept, or the next
+distinct one when it lies on intact bone);
 the local network predicts the implant's surface points with normals in that frame (several
 resamplings of the input, every other one mirrored, merged, the frame re-fitted to the prediction);
 the points are voxelized on the input's grid (pcc.voxelize); clean-up smooths that solid (Gaussian,
@@ -152,6 +153,7 @@ def predict_implant_cloud(
     sizes: SampleSizes = SampleSizes(),
     bone: Volume | None = None,
     bone_fraction: float = INTACT_BONE_FRACTION,
+    other_guesses: bool = True,
     mirror: bool = MIRROR_PASSES,
 ) -> PointCloud:
     """Predicted implant surface points (world mm) with outward normals, from the skull's surface cloud.
@@ -163,6 +165,9 @@ def predict_implant_cloud(
     global_passes: resamplings of the global input, of whose predictions the most central is used;
     bone: the defective skull volume; defects with more than bone_fraction of their points inside its
     bone are intact bone and dropped (None keeps every defect);
+    other_guesses: when every defect of the most central guess is intact bone, try the other guesses,
+    most central first, each farther than DEFECT_GAP_MM from those tried, with the stricter
+    LATER_ROUNDS_BONE_FRACTION, until one is not;
     mirror: mirror every other local resampling left-right (x of the frame) and its prediction back.
     """
     device = next(local_net.parameters()).device
@@ -175,22 +180,37 @@ def predict_implant_cloud(
         g_inputs.append(np.hstack([g_frame.to_local(skull_points[chosen]), skull_normals[chosen]]))
     coarse, _, _ = global_net(torch.from_numpy(np.stack(g_inputs).astype(np.float32)).to(device))
     candidates = [g_frame.to_world(c) for c in coarse.double().cpu().numpy()]
-    points, normals = [], []
-    for defect in split_defects(most_central(candidates)):
-        frame = defect_frame(defect)
-        for _ in range(refinements + 1):  # each local prediction re-centres the frame on the hole
-            inputs = np.stack([crop_and_sample(skull_points, skull_normals, frame, sizes.local_input, rng) for _ in range(passes)])
-            flip = _mirror_signs(passes, mirror)
-            _, fine, fine_normals = local_net(torch.from_numpy((inputs * flip).astype(np.float32)).to(device))
-            predicted = frame.to_world((fine.double().cpu().numpy() * flip[:, :, :3]).reshape(-1, 3))
-            frame = defect_frame(predicted)
-        if bone is not None and fraction_in_bone(predicted, bone) > bone_fraction:
-            continue
-        points.append(predicted)
-        normals.append((fine_normals.double().cpu().numpy() * flip[:, :, :3]).reshape(-1, 3))
-    if not points:
+    order = centrality_order(candidates)
+
+    def local_stage(guess: np.ndarray, bound: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(points, normals) in world mm of each defect of one global guess that is not intact bone."""
+        found = []
+        for defect in split_defects(guess):
+            frame = defect_frame(defect)
+            for _ in range(refinements + 1):  # each local prediction re-centres the frame on the hole
+                inputs = np.stack([crop_and_sample(skull_points, skull_normals, frame, sizes.local_input, rng) for _ in range(passes)])
+                flip = _mirror_signs(passes, mirror)
+                _, fine, fine_normals = local_net(torch.from_numpy((inputs * flip).astype(np.float32)).to(device))
+                predicted = frame.to_world((fine.double().cpu().numpy() * flip[:, :, :3]).reshape(-1, 3))
+                frame = defect_frame(predicted)
+            if bone is None or fraction_in_bone(predicted, bone) <= bound:
+                found.append((predicted, (fine_normals.double().cpu().numpy() * flip[:, :, :3]).reshape(-1, 3)))
+        return found
+
+    found = local_stage(candidates[order[0]], bone_fraction)
+    if not found and bone is not None and other_guesses:
+        tried = [candidates[order[0]].mean(axis=0)]
+        for index in order[1:]:
+            centre = candidates[index].mean(axis=0)
+            if min(np.linalg.norm(centre - t) for t in tried) < DEFECT_GAP_MM:
+                continue
+            tried.append(centre)
+            found = local_stage(candidates[index], min(bone_fraction, LATER_ROUNDS_BONE_FRACTION))
+            if found:
+                break
+    if not found:
         return PointCloud(np.zeros((0, 3)), np.zeros((0, 3)))
-    return PointCloud(np.concatenate(points), np.concatenate(normals))
+    return PointCloud(np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]))
 
 
 def _mirror_signs(passes: int, mirror: bool) -> np.ndarray:
@@ -210,19 +230,20 @@ def fraction_in_bone(points: np.ndarray, bone: Volume) -> float:
     return float(inside.mean()) if len(points) else 0.0
 
 
-def most_central(candidates: list[np.ndarray]) -> np.ndarray:
-    """The point set (each (M, 3) mm) with the smallest mean Chamfer distance to the other sets.
+def centrality_order(candidates: list[np.ndarray]) -> np.ndarray:
+    """Indices of the point sets (each (M, 3) mm), smallest summed Chamfer distance to the others first.
 
     The global stage's guesses of where the defect lies vary with the resampling of its input; the
-    medoid is the guess most of the others agree with, so a single stray guess is outvoted.
+    first (the medoid) is the guess most of the others agree with, so a single stray guess is outvoted.
     """
     if len(candidates) == 1:
-        return candidates[0]
+        return np.zeros(1, dtype=np.int64)
     trees = [cKDTree(c) for c in candidates]
     # one_sided[i, j]: mean distance from the points of set i to their nearest point of set j
     one_sided = np.array([[trees[j].query(c)[0].mean() if j != i else 0.0 for j in range(len(candidates))]
                           for i, c in enumerate(candidates)])
-    return candidates[int(np.argmin((one_sided + one_sided.T).sum(axis=1)))]
+    return np.argsort((one_sided + one_sided.T).sum(axis=1), kind="stable")
+
 
 
 def split_defects(coarse_points: np.ndarray, *, gap_mm: float = DEFECT_GAP_MM,
@@ -325,7 +346,8 @@ def design_implant(
             found so far, so a defect the global stage passed over (the second side of a bilateral
             defect) is found once the first is filled; its guesses may have at most
             LATER_ROUNDS_BONE_FRACTION of their points in that completed skull's bone.
-            The later searches sample its surface at LATER_ROUNDS_SURFACE_STEP.
+            The later searches sample its surface at LATER_ROUNDS_SURFACE_STEP and use only the
+            most central global guess (predict_implant_cloud's other_guesses: False).
     """
     timings = timings if timings is not None else {}
     require_binary(defective, "the defective skull")
@@ -337,7 +359,7 @@ def design_implant(
         later = search > 0
         cloud = implant_cloud(searched, model, passes=passes, timings=round_timings,
                               bone_fraction=LATER_ROUNDS_BONE_FRACTION if later else INTACT_BONE_FRACTION,
-                              surface_step=LATER_ROUNDS_SURFACE_STEP if later else 1)
+                              surface_step=LATER_ROUNDS_SURFACE_STEP if later else 1, other_guesses=not later)
         start = time.perf_counter()
         found = implant_from_points(cloud, searched, cleanup=cleanup) if len(cloud) else None
         round_timings["voxelize_cleanup"] = time.perf_counter() - start
@@ -351,12 +373,13 @@ def design_implant(
 
 def implant_cloud(defective: Volume, model: CompletionModel, *, passes: int = LOCAL_PASSES,
                   timings: dict[str, float] | None = None, bone_fraction: float = INTACT_BONE_FRACTION,
-                  surface_step: int = 1) -> PointCloud:
+                  surface_step: int = 1, other_guesses: bool = True) -> PointCloud:
     """Predicted implant points (world mm, with normals) of a binary defective skull: its surface
     sample through both networks, intact-bone guesses dropped (design_implant before voxelization).
 
     timings: filled with seconds of the 'cloud' and 'network' stages when given;
-    bone_fraction: see predict_implant_cloud; surface_step: marching-cubes step of the surface sample.
+    bone_fraction, other_guesses: see predict_implant_cloud; surface_step: marching-cubes step of the
+    surface sample.
     """
     from pcc.surface import volume_to_points
 
@@ -366,6 +389,7 @@ def implant_cloud(defective: Volume, model: CompletionModel, *, passes: int = LO
     timings["cloud"] = time.perf_counter() - start
     start = time.perf_counter()
     cloud = predict_implant_cloud(model.global_net, model.local_net, skull.points, skull.normals, sizes=model.sizes,
-                                  passes=passes, bone=defective, bone_fraction=bone_fraction)
+                                  passes=passes, bone=defective, bone_fraction=bone_fraction,
+                                  other_guesses=other_guesses)
     timings["network"] = time.perf_counter() - start
     return cloud

@@ -298,15 +298,15 @@ def test_split_defects_separates_distant_groups_and_drops_stray_points():
     assert len(split_defects(left)) == 1
 
 
-def test_most_central_outvotes_a_stray_global_guess():
-    from pcc.pipeline import most_central
+def test_centrality_order_puts_a_stray_global_guess_last():
+    from pcc.pipeline import centrality_order
 
     rng = np.random.default_rng(1)
     near = [rng.normal([50.0, 0.0, 30.0], 5.0, (64, 3)) for _ in range(3)]
     stray = rng.normal([-60.0, 20.0, 0.0], 5.0, (64, 3))
-    chosen = most_central([stray, *near])
-    assert any(chosen is guess for guess in near)
-    assert most_central([stray]) is stray
+    order = centrality_order([stray, *near])
+    assert sorted(order) == [0, 1, 2, 3] and order[-1] == 0
+    assert list(centrality_order([stray])) == [0]
 
 
 def test_fraction_in_bone_counts_points_in_nonzero_voxels():
@@ -366,3 +366,53 @@ def test_mirrored_passes_are_mirrored_back_to_the_input_side(mirror):
     distance, index = cKDTree(points).query(cloud.points)
     assert len(cloud) == 2 * 64 and distance.max() < 1e-4  # float32 round trip; a mirror left in would be ≥ 20 mm
     assert np.allclose(cloud.normals, normals[index], atol=1e-5)
+
+
+class _FixedGuesses(torch.nn.Module):
+    """A stand-in global network: pass i of a batch guesses the (M, 3) points guesses[i] (its frame's units)."""
+
+    def __init__(self, guesses: np.ndarray):
+        super().__init__()
+        self.guesses = torch.from_numpy(guesses.astype(np.float32))
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, points: torch.Tensor):
+        coarse = self.guesses[: len(points)]
+        return coarse, coarse, coarse
+
+
+class _AtFrameCentre(torch.nn.Module):
+    """A stand-in local network: predicts a 0.1-unit cluster at the centre of its defect frame."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, points: torch.Tensor):
+        cluster = 0.1 * torch.from_numpy(np.random.default_rng(0).normal(size=(1, 32, 3)).astype(np.float32))
+        cluster = cluster.expand(len(points), 32, 3)
+        return cluster, cluster, torch.nn.functional.normalize(cluster, dim=-1)
+
+
+@pytest.mark.parametrize("hole_guesses", [0, 3])
+def test_when_the_most_central_guess_is_intact_bone_a_distinct_guess_is_tried(hole_guesses):
+    from pcc.frames import global_frame
+    from pcc.pipeline import predict_implant_cloud
+
+    array = np.ones((60, 20, 20), dtype=np.uint8)  # a 60 × 20 × 20 mm block of bone at 1 mm voxels ...
+    array[40:, :, :] = 0  # ... whose last third is a hole
+    bone = Volume(array, np.eye(3), np.zeros(3))
+    rng = np.random.default_rng(0)
+    skull = rng.uniform([0, 0, 0], [59, 19, 19], (3000, 3))
+    normals = np.tile([0.0, 0.0, 1.0], (3000, 1))
+    frame = global_frame(skull)
+    on_bone, in_hole = np.array([15.0, 10.0, 10.0]), np.array([50.0, 10.0, 10.0])
+    centres = [in_hole] * hole_guesses + [on_bone] * (8 - hole_guesses)  # the bone guesses are the majority
+    guesses = np.stack([frame.to_local(c + rng.normal(0.0, 1.0, (64, 3))) for c in centres])
+    sizes = SampleSizes(global_input=256, local_input=256)
+    cloud = predict_implant_cloud(_FixedGuesses(guesses), _AtFrameCentre(), skull, normals, sizes=sizes,
+                                  passes=2, bone=bone)
+    if hole_guesses == 0:
+        assert len(cloud) == 0  # every guess lies in bone: nothing is kept
+    else:
+        assert len(cloud) > 0 and np.linalg.norm(cloud.points.mean(axis=0) - in_hole) < 3.0
