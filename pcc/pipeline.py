@@ -46,8 +46,8 @@ GLOBAL_PASSES = 8
 FRAME_REFINEMENTS = 2
 # Every other resampling of the local stage is mirrored left-right before the network and its output
 # mirrored back: a skull's mirror image is another plausible skull, so the two halves' errors differ.
-# (Mirroring the global stage's resamplings too made its guesses on complete skulls lie less in bone,
-# 39–49 % instead of 52–63 %, so that they passed INTACT_BONE_FRACTION: not done.)
+# (Mirroring the global stage's resamplings too made the kept guesses on two complete skulls lie less
+# in bone, 39 and 49 % instead of 63 and 52 %, so that they passed INTACT_BONE_FRACTION: not done.)
 MIRROR_PASSES = True
 # Coarse points of the global stage farther than DEFECT_GAP_MM from all others start another defect
 # (its own local frame); groups below MIN_DEFECT_FRACTION of the points are stray points.
