@@ -59,11 +59,12 @@ MIN_DEFECT_FRACTION = 0.03
 INTACT_BONE_FRACTION = 0.5
 # Searches for defects per input (design_implant's rounds). The searches after the first run on a skull
 # whose found defects are filled, where a guess is far more likely intact bone, so they get a stricter
-# bound. Shipped weights, varied defects and complete skulls of the validation split, both searches:
+# bound, STRICT_BONE_FRACTION (as do the other global guesses tried when the most central one fails).
+# Shipped weights, varied defects and complete skulls of the validation split, both searches:
 # guesses had 3.5–18 % of their points in bone where there was a hole, 37–96 % where there was none,
 # and one real (random) defect 31 % — which is why the first search keeps the 50 % bound.
 SEARCH_ROUNDS = 2
-LATER_ROUNDS_BONE_FRACTION = 0.25
+STRICT_BONE_FRACTION = 0.25
 # The later searches sample the completed skull's surface from marching cubes at this step (voxels):
 # 0.4 s instead of 1.2 s on a 512×512×Z skull; the first search, which designs most implants, uses 1.
 LATER_ROUNDS_SURFACE_STEP = 2
@@ -167,7 +168,7 @@ def predict_implant_cloud(
     bone are intact bone and dropped (None keeps every defect);
     other_guesses: when every defect of the most central guess is intact bone, try the other guesses,
     most central first, each farther than DEFECT_GAP_MM from those tried, with the stricter
-    LATER_ROUNDS_BONE_FRACTION, until one is not;
+    STRICT_BONE_FRACTION, until one is not;
     mirror: mirror every other local resampling left-right (x of the frame) and its prediction back.
     """
     device = next(local_net.parameters()).device
@@ -182,6 +183,8 @@ def predict_implant_cloud(
     candidates = [g_frame.to_world(c) for c in coarse.double().cpu().numpy()]
     order = centrality_order(candidates)
 
+    flip = _mirror_signs(passes, mirror)
+
     def local_stage(guess: np.ndarray, bound: float) -> list[tuple[np.ndarray, np.ndarray]]:
         """(points, normals) in world mm of each defect of one global guess that is not intact bone."""
         found = []
@@ -189,7 +192,6 @@ def predict_implant_cloud(
             frame = defect_frame(defect)
             for _ in range(refinements + 1):  # each local prediction re-centres the frame on the hole
                 inputs = np.stack([crop_and_sample(skull_points, skull_normals, frame, sizes.local_input, rng) for _ in range(passes)])
-                flip = _mirror_signs(passes, mirror)
                 _, fine, fine_normals = local_net(torch.from_numpy((inputs * flip).astype(np.float32)).to(device))
                 predicted = frame.to_world((fine.double().cpu().numpy() * flip[:, :, :3]).reshape(-1, 3))
                 frame = defect_frame(predicted)
@@ -205,7 +207,7 @@ def predict_implant_cloud(
             if min(np.linalg.norm(centre - t) for t in tried) < DEFECT_GAP_MM:
                 continue
             tried.append(centre)
-            found = local_stage(candidates[index], min(bone_fraction, LATER_ROUNDS_BONE_FRACTION))
+            found = local_stage(candidates[index], min(bone_fraction, STRICT_BONE_FRACTION))
             if found:
                 break
     if not found:
@@ -345,7 +347,7 @@ def design_implant(
         rounds: searches for defects; each after the first runs on the skull completed with the implant
             found so far, so a defect the global stage passed over (the second side of a bilateral
             defect) is found once the first is filled; its guesses may have at most
-            LATER_ROUNDS_BONE_FRACTION of their points in that completed skull's bone.
+            STRICT_BONE_FRACTION of their points in that completed skull's bone.
             The later searches sample its surface at LATER_ROUNDS_SURFACE_STEP and use only the
             most central global guess (predict_implant_cloud's other_guesses: False).
     """
@@ -355,16 +357,13 @@ def design_implant(
     implant = np.zeros_like(skull)
     for search in range(rounds):
         searched = defective if search == 0 else defective.with_array((skull | implant).astype(np.uint8))
-        round_timings: dict[str, float] = {}
         later = search > 0
-        cloud = implant_cloud(searched, model, passes=passes, timings=round_timings,
-                              bone_fraction=LATER_ROUNDS_BONE_FRACTION if later else INTACT_BONE_FRACTION,
+        cloud = implant_cloud(searched, model, passes=passes, timings=timings,
+                              bone_fraction=STRICT_BONE_FRACTION if later else INTACT_BONE_FRACTION,
                               surface_step=LATER_ROUNDS_SURFACE_STEP if later else 1, other_guesses=not later)
         start = time.perf_counter()
         found = implant_from_points(cloud, searched, cleanup=cleanup) if len(cloud) else None
-        round_timings["voxelize_cleanup"] = time.perf_counter() - start
-        for stage, seconds in round_timings.items():
-            timings[stage] = timings.get(stage, 0.0) + seconds
+        timings["voxelize_cleanup"] = timings.get("voxelize_cleanup", 0.0) + time.perf_counter() - start
         if found is None or not found.any():
             break
         implant |= found
@@ -377,7 +376,7 @@ def implant_cloud(defective: Volume, model: CompletionModel, *, passes: int = LO
     """Predicted implant points (world mm, with normals) of a binary defective skull: its surface
     sample through both networks, intact-bone guesses dropped (design_implant before voxelization).
 
-    timings: filled with seconds of the 'cloud' and 'network' stages when given;
+    timings: seconds of the 'cloud' and 'network' stages are added to it when given;
     bone_fraction, other_guesses: see predict_implant_cloud; surface_step: marching-cubes step of the
     surface sample.
     """
@@ -386,10 +385,10 @@ def implant_cloud(defective: Volume, model: CompletionModel, *, passes: int = LO
     timings = timings if timings is not None else {}
     start = time.perf_counter()
     skull = volume_to_points(defective, SKULL_POINTS, seed=0, step=surface_step, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
-    timings["cloud"] = time.perf_counter() - start
+    timings["cloud"] = timings.get("cloud", 0.0) + time.perf_counter() - start
     start = time.perf_counter()
     cloud = predict_implant_cloud(model.global_net, model.local_net, skull.points, skull.normals, sizes=model.sizes,
                                   passes=passes, bone=defective, bone_fraction=bone_fraction,
                                   other_guesses=other_guesses)
-    timings["network"] = time.perf_counter() - start
+    timings["network"] = timings.get("network", 0.0) + time.perf_counter() - start
     return cloud
