@@ -74,6 +74,14 @@ class SyntheticDefect:
         return f"{Path(self.source).stem}_{self.shape}_{self.index}"
 
     @property
+    def cache_key(self) -> str:
+        """The name, plus the shape's revision once its definition has changed (pcc.defects.SHAPE_REVISIONS)."""
+        from pcc.defects import SHAPE_REVISIONS
+
+        revision = SHAPE_REVISIONS[self.shape]
+        return self.name if revision == 1 else f"{self.name}|r{revision}"
+
+    @property
     def seed(self) -> int:
         return zlib.crc32(f"{self.source}|{self.shape}|{self.index}".encode())
 
@@ -109,11 +117,12 @@ class CachedCase:
             self.global_points, self.global_normals = self.skull_points, self.skull_normals
 
 
-def cache_path(cache_dir: Path, root: Path, name: str) -> Path:
-    """Cache file of one case; the key ignores where the data folder lies, so a cache folder can be
-    carried to another machine (e.g. a GPU machine without the raw NRRD files)."""
-    key = hashlib.sha1(f"{root.name}|{name}|{CACHE_VERSION}".encode()).hexdigest()[:10]
-    return cache_dir / f"{Path(name).stem}-{key}.npz"
+def cache_path(cache_dir: Path, root: Path, name: str, key: str | None = None) -> Path:
+    """Cache file of one case (`key`, default the name, is what the file's hash covers); the hash ignores
+    where the data folder lies, so a cache folder can be carried to another machine (e.g. a GPU
+    machine without the raw NRRD files)."""
+    digest = hashlib.sha1(f"{root.name}|{key or name}|{CACHE_VERSION}".encode()).hexdigest()[:10]
+    return cache_dir / f"{Path(name).stem}-{digest}.npz"
 
 
 def _pack(points: np.ndarray, normals: np.ndarray, centre: np.ndarray, key: str) -> dict[str, np.ndarray]:
@@ -219,7 +228,7 @@ def ensure_cache(
     cache_dir.mkdir(parents=True, exist_ok=True)
     defects = synthetic_defects(names, per_skull)
     all_names = names + [d.name for d in defects]
-    paths = [cache_path(cache_dir, root, n) for n in all_names]
+    paths = [cache_path(cache_dir, root, n) for n in names] + [cache_path(cache_dir, root, d.name, d.cache_key) for d in defects]
     jobs: dict[str, list[tuple[SyntheticDefect | None, Path]]] = {}
     for name, path in zip(names, paths):
         if not path.exists():

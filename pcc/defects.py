@@ -17,7 +17,8 @@ Shapes (``SHAPES``):
 - ``random``: SkullBreak-style: a primary ball (radius 28 ± 8 mm, i.e. 70 ± 20 voxels at 0.4 mm) and 1–7
   satellite balls (radius 16 ± 4 mm) centred on its surface, elastically deformed and morphologically
   opened, centred on a point of the upper skull.
-- ``frontoorbital``: an ellipsoidal defect of the frontal bone just above the orbits (70–110 mm wide).
+- ``frontoorbital``: an ellipsoidal defect of the forehead (70–110 mm wide, 60–80 mm high) down to the
+  supraorbital rims: it is anchored at the glabella and cut off at its height, above the nasal cavity.
 - ``parietotemporal``: a one-sided lateral defect over the parietal/temporal bone (70–110 mm long).
 - ``bilateral``: one lateral defect on each side (each 56–90 mm long).
 
@@ -39,6 +40,10 @@ from scipy import ndimage
 from pcc.volume import Volume
 
 SHAPES = ("craniotomy", "cube", "sphere", "random", "frontoorbital", "parietotemporal", "bilateral")
+# A shape whose definition changed gets a new revision, so cached training cuts of it are made again.
+# frontoorbital 2: on the forehead down to the supraorbital rims (revision 1 was anchored at mid-height
+# of the scan and often took the nasal septum, orbital walls and face down to the scan's bottom).
+SHAPE_REVISIONS = {shape: 1 for shape in SHAPES} | {"frontoorbital": 2}
 CRANIOTOMY_POSITIONS = {"posterior": 0.62, "vertex": 0.45, "anterior": 0.28}  # box front edge, fraction of AP length
 _MAX_TRIES = 25
 
@@ -180,10 +185,16 @@ def _random_spheres(skull: _Skull, rng, *, grid_mm: float = 1.5):
 
 
 def _frontoorbital(skull: _Skull, rng):
-    height = skull.low[2] + skull.size[2] * rng.uniform(0.38, 0.50)
-    anchor = _extreme_point(skull, axis=1, sign=-1, band={0: (skull.centre[0], 12.0), 2: (height, 6.0)})
-    semi = np.array([rng.uniform(35, 55), rng.uniform(25, 40), rng.uniform(22, 35)])  # LR, AP, SI
-    return _ellipsoid(anchor + np.array([0.0, semi[1] * 0.3, 0.0]), semi[[0, 1, 2]])
+    # Anchored at the most anterior bone of the midline (the glabella, between the brows, on heads of
+    # any tilt and scans of any height), the ellipsoid lies over the forehead and is cut off within
+    # 5 mm of the anchor's height: the frontal bone down to the supraorbital rims, not the nasal cavity,
+    # the orbits' inner walls or the face below (revision 2; see SHAPE_REVISIONS).
+    anchor = _extreme_point(skull, axis=1, sign=-1, band={0: (skull.centre[0], 10.0)})
+    semi = np.array([rng.uniform(35, 55), rng.uniform(25, 35), rng.uniform(30, 40)])  # LR, AP, SI
+    centre = anchor + np.array([0.0, semi[1] * 0.2, rng.uniform(20, 30)])
+    inside, low, high = _ellipsoid(centre, semi)
+    floor = anchor[2] + rng.uniform(-5, 5)
+    return (lambda p: inside(p) & (p[:, 2] >= floor)), np.array([low[0], low[1], max(low[2], floor)]), high
 
 
 def _lateral(skull: _Skull, rng, sign: int, scale: float = 1.0):

@@ -75,6 +75,11 @@ def test_anatomical_placement(skull):
         implant = make_defect(skull, shape="frontoorbital", rng=rng(seed))[1]
         c = centroid(skull, implant)
         assert c[1] < centre[1] - 0.5 * half[1]  # anterior = -y
+        bone = skull.index_to_world(np.argwhere(skull.mask()))
+        midline = bone[np.abs(bone[:, 0] - centre[0]) <= 10]
+        glabella = midline[np.argmin(midline[:, 1])]
+        lowest = skull.index_to_world(np.argwhere(implant))[:, 2].min()
+        assert glabella[2] - 5 - 2.5 <= lowest <= glabella[2] + 5 + 2.5  # cut off at the glabella's height ± 5 mm
         implant = make_defect(skull, shape="parietotemporal", rng=rng(seed))[1]
         c = centroid(skull, implant)
         assert abs(c[0] - centre[0]) > 0.5 * half[0]  # lateral, one side

@@ -270,6 +270,20 @@ def test_cache_with_synthetic_defects_is_enough_to_train(tmp_path):
         SkullCompletionData(root=str(tmp_path / "nowhere"), cache_dir=str(tmp_path / "empty")).setup()
 
 
+def test_a_revised_defect_shape_is_cut_again(monkeypatch, tmp_path):
+    """A shape whose definition changed (pcc.defects.SHAPE_REVISIONS) gets new cache files; others keep theirs."""
+    from pcc import defects
+    from pcc.data import SyntheticDefect, cache_path
+
+    root = Path("training_set")
+    cube, sphere = SyntheticDefect("000.nrrd", "cube", 0), SyntheticDefect("000.nrrd", "sphere", 1)
+    before = [cache_path(tmp_path, root, d.name, d.cache_key) for d in (cube, sphere)]
+    assert before[0] == cache_path(tmp_path, root, cube.name)  # revision 1: the name alone
+    monkeypatch.setitem(defects.SHAPE_REVISIONS, "sphere", 2)
+    after = [cache_path(tmp_path, root, d.name, d.cache_key) for d in (cube, sphere)]
+    assert after[0] == before[0] and after[1] != before[1] and after[1].name.startswith("000_sphere_1-")
+
+
 def test_time_budget_anneals_the_learning_rate_and_stops(tmp_path):
     config = _tiny_training(tmp_path)
     result = _run_pcc(
