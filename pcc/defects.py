@@ -17,8 +17,8 @@ Shapes (``SHAPES``):
 - ``random``: SkullBreak-style: a primary ball (radius 28 ± 8 mm, i.e. 70 ± 20 voxels at 0.4 mm) and 1–7
   satellite balls (radius 16 ± 4 mm) centred on its surface, elastically deformed and morphologically
   opened, centred on a point of the upper skull.
-- ``frontoorbital``: an ellipsoidal defect of the forehead (70–110 mm wide, 60–80 mm high) down to the
-  supraorbital rims: it is anchored at the glabella and cut off at its height, above the nasal cavity.
+- ``frontoorbital``: an ellipsoidal defect of the forehead (70–110 mm wide) down to about the brows:
+  anchored 55–70 mm below the vertex and cut off 20–30 mm lower, above the nasal cavity and the face.
 - ``parietotemporal``: a one-sided lateral defect over the parietal/temporal bone (70–110 mm long).
 - ``bilateral``: one lateral defect on each side (each 56–90 mm long).
 
@@ -185,15 +185,16 @@ def _random_spheres(skull: _Skull, rng, *, grid_mm: float = 1.5):
 
 
 def _frontoorbital(skull: _Skull, rng):
-    # Anchored at the most anterior bone of the midline (the glabella, between the brows, on heads of
-    # any tilt and scans of any height), the ellipsoid lies over the forehead and is cut off within
-    # 5 mm of the anchor's height: the frontal bone down to the supraorbital rims, not the nasal cavity,
-    # the orbits' inner walls or the face below (revision 2; see SHAPE_REVISIONS).
-    anchor = _extreme_point(skull, axis=1, sign=-1, band={0: (skull.centre[0], 10.0)})
+    # Placed from the vertex (the top of the head is in every head CT; the face and the bottom of the
+    # scan are not, and the most anterior bone is the brow on some heads, the face on others): on the
+    # forehead 55–70 mm below the vertex, cut off 20–30 mm lower, i.e. never more than 100 mm below
+    # the vertex: the frontal bone down to about the brows, not the nasal cavity, the orbits' inner
+    # walls or the face (revision 2; see SHAPE_REVISIONS).
+    height = skull.high[2] - rng.uniform(55, 70)
+    anchor = _extreme_point(skull, axis=1, sign=-1, band={0: (skull.centre[0], 12.0), 2: (height, 6.0)})
     semi = np.array([rng.uniform(35, 55), rng.uniform(25, 35), rng.uniform(30, 40)])  # LR, AP, SI
-    centre = anchor + np.array([0.0, semi[1] * 0.2, rng.uniform(20, 30)])
-    inside, low, high = _ellipsoid(centre, semi)
-    floor = anchor[2] + rng.uniform(-5, 5)
+    inside, low, high = _ellipsoid(anchor + np.array([0.0, semi[1] * 0.2, 0.0]), semi)
+    floor = anchor[2] - rng.uniform(20, 30)
     return (lambda p: inside(p) & (p[:, 2] >= floor)), np.array([low[0], low[1], max(low[2], floor)]), high
 
 
