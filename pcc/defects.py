@@ -41,8 +41,8 @@ from pcc.volume import Volume
 
 SHAPES = ("craniotomy", "cube", "sphere", "random", "frontoorbital", "parietotemporal", "bilateral")
 # A shape whose definition changed gets a new revision, so cached training cuts of it are made again.
-# frontoorbital 2: on the forehead down to the supraorbital rims (revision 1 was anchored at mid-height
-# of the scan and often took the nasal septum, orbital walls and face down to the scan's bottom).
+# frontoorbital 2: the forehead down to about the brows, placed from the vertex (revision 1 was anchored
+# at mid-height of the scan and often took the nasal septum, orbital walls and face down to its bottom).
 SHAPE_REVISIONS = {shape: 1 for shape in SHAPES} | {"frontoorbital": 2}
 CRANIOTOMY_POSITIONS = {"posterior": 0.62, "vertex": 0.45, "anterior": 0.28}  # box front edge, fraction of AP length
 _MAX_TRIES = 25
