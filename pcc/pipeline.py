@@ -182,7 +182,6 @@ def predict_implant_cloud(
     coarse, _, _ = global_net(torch.from_numpy(np.stack(g_inputs).astype(np.float32)).to(device))
     candidates = [g_frame.to_world(c) for c in coarse.double().cpu().numpy()]
     order = centrality_order(candidates)
-
     flip = _mirror_signs(passes, mirror)
 
     def local_stage(guess: np.ndarray, bound: float) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -245,7 +244,6 @@ def centrality_order(candidates: list[np.ndarray]) -> np.ndarray:
     one_sided = np.array([[trees[j].query(c)[0].mean() if j != i else 0.0 for j in range(len(candidates))]
                           for i, c in enumerate(candidates)])
     return np.argsort((one_sided + one_sided.T).sum(axis=1), kind="stable")
-
 
 
 def split_defects(coarse_points: np.ndarray, *, gap_mm: float = DEFECT_GAP_MM,
