@@ -25,8 +25,8 @@ echo "$gpu, $(nproc) CPU cores" | tee "$out/bench_folder_gpu.txt" > "$out/train.
 
 # 1. Folder mode, whole command (start-up and model load included), shipped weights.
 if [ "$folder_cases" -gt 0 ]; then
-    timeout 100 python3 tools/bench_folder.py --cases 3 --workers 1 --device "$device" >> "$out/bench_folder_gpu.txt" 2>&1 || true
-    timeout 150 python3 tools/bench_folder.py --cases "$folder_cases" --workers 8,14 --device "$device" >> "$out/bench_folder_gpu.txt" 2>&1 || true
+    timeout 60 python3 tools/bench_folder.py --cases 3 --workers 1 --device "$device" >> "$out/bench_folder_gpu.txt" 2>&1 || true
+    timeout 120 python3 tools/bench_folder.py --cases "$folder_cases" --workers 8,14 --device "$device" >> "$out/bench_folder_gpu.txt" 2>&1 || true
 fi
 
 # 2. Training.
