@@ -323,14 +323,21 @@ def test_centrality_order_puts_a_stray_global_guess_last():
     assert list(centrality_order([stray])) == [0]
 
 
-def test_fraction_in_bone_counts_points_in_nonzero_voxels():
-    from pcc.pipeline import fraction_in_bone
+def test_share_near_bone_matches_the_distance_to_the_nearest_bone_voxel_centre():
+    from scipy.spatial import cKDTree
 
-    array = np.zeros((10, 10, 10), dtype=np.uint8)
-    array[:5] = 1
-    bone = Volume(array, np.diag([2.0, 2.0, 2.0]), np.array([10.0, 0.0, 0.0]))
-    points = np.array([[12.0, 4.0, 4.0], [18.9, 4.0, 4.0], [30.0, 4.0, 4.0], [-50.0, 0.0, 0.0]])  # in, in, out, off grid
-    assert fraction_in_bone(points, bone) == 0.5
+    from pcc.pipeline import is_intact_bone, share_near_bone
+
+    rng = np.random.default_rng(0)
+    array = (rng.random((12, 10, 8)) < 0.05).astype(np.uint8)
+    bone = Volume(array, np.diag([0.5, 0.7, 1.2]), np.array([10.0, -3.0, 4.0]))
+    points = bone.index_to_world(rng.uniform(-3.0, [14.0, 12.0, 10.0], (500, 3)))  # some off the grid
+    distances, _ = cKDTree(bone.index_to_world(np.argwhere(array))).query(points)
+    for within in (0.6, 1.5, 2.5):
+        assert share_near_bone(points, bone, within, chunk=64) == np.mean(distances <= within)
+    median = float(np.median(distances))
+    assert is_intact_bone(points, bone, median * 1.01) and not is_intact_bone(points, bone, median * 0.99)
+    assert not is_intact_bone(np.zeros((0, 3)), bone)
 
 
 def test_time_budget_warms_up_linearly_then_follows_the_cosine():

@@ -266,7 +266,7 @@ def test_a_second_search_fills_the_defect_the_first_passed_over(monkeypatch):
     defective = Volume((complete & ~top & ~side).astype(np.uint8), **grid)
     searched = []
 
-    def implant_cloud(volume, model, *, passes, timings, bone_fraction, surface_step, other_guesses):
+    def implant_cloud(volume, model, *, passes, timings, surface_step, other_guesses):
         """Finds only the first missing part it knows of: the cap, else the side patch, else nothing."""
         searched.append(volume)
         for part in (top, side):
