@@ -323,6 +323,19 @@ def test_centrality_order_puts_a_stray_global_guess_last():
     assert list(centrality_order([stray])) == [0]
 
 
+def test_drop_slivers_keeps_the_body_and_its_thin_edge_but_not_a_thin_sheet_far_from_it():
+    from pcc.pipeline import drop_slivers
+
+    mask = np.zeros((60, 30, 30), dtype=bool)
+    mask[5:25, 5:25, 5:25] = True  # the body, 20 voxels thick
+    mask[25:28, 10:20, 14] = True  # a thin edge where it meets bone: within 2·radius of the body
+    mask[25:55, 5:25, 20] = True  # a one-voxel sheet running 30 voxels away from it
+    kept = drop_slivers(mask, radius=2)
+    assert kept[5:25, 5:25, 5:25].all() and kept[25:28, 10:20, 14].all()
+    assert not kept[30:55, :, 20].any()
+    assert not (kept & ~mask).any()
+
+
 def test_share_near_bone_matches_the_distance_to_the_nearest_bone_voxel_centre():
     from scipy.spatial import cKDTree
 
