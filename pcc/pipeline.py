@@ -239,7 +239,8 @@ def share_near_bone(points: np.ndarray, bone: Volume, distance_mm: float, chunk:
     grid are not bone). Looks only at the voxels of each point's neighbourhood, in chunks of points."""
     if not len(points):
         return 0.0
-    reach = np.ceil(distance_mm / bone.spacing).astype(np.int64)
+    # A world step w moves the index by w @ inv(directions): at most distance_mm · |column i| along axis i.
+    reach = np.ceil(distance_mm * np.linalg.norm(np.linalg.inv(bone.directions), axis=0)).astype(np.int64)
     axes = [np.arange(-r, r + 2) for r in reach]  # around floor(index): covers distance_mm on both sides
     offsets = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     # Keep the voxels that can lie within distance_mm of some point of the cell [0, 1)³ (triangle
