@@ -263,6 +263,18 @@ def test_cache_with_synthetic_defects_is_enough_to_train(tmp_path):
     carried.setup()
     assert [c.name for c in carried.train_cases] == names
     assert np.array_equal(carried.train_cases[3].skull_points, data.train_cases[3].skull_points)
+
+    # tools/compact_cache.py: a smaller copy to carry; each cloud keeps a subset of its points.
+    subprocess.run([sys.executable, str(REPO / "tools" / "compact_cache.py"), str(tmp_path / "cache"), str(tmp_path / "compact"),
+                    "--skull-points", "200", "--global-points", "300", "--implant-points", "500"], check=True, cwd=REPO)
+    compact = SkullCompletionData(root=str(tmp_path / "elsewhere" / "training_set"), cache_dir=str(tmp_path / "compact"),
+                                  validation_cases=1, synthetic_defects=2, num_workers=0, **TINY_SIZES)
+    compact.setup()
+    assert [c.name for c in compact.train_cases] == names
+    for small, full in zip(compact.train_cases, data.train_cases):
+        assert len(small.skull_points) == min(200, len(full.skull_points))
+        assert len(small.global_points) == 300 and len(small.implant_points) == 500
+        assert np.isin(small.implant_points.view("V12"), full.implant_points.view("V12")).all()
     with pytest.raises(ValueError, match="rebuild"):
         SkullCompletionData(root=str(tmp_path / "elsewhere" / "training_set"), cache_dir=str(tmp_path / "cache"),
                             validation_cases=1, synthetic_defects=3).setup()
