@@ -335,6 +335,20 @@ def test_centrality_order_puts_a_stray_global_guess_last():
     assert list(centrality_order([stray])) == [0]
 
 
+def test_within_reach_drops_voxels_far_from_every_point():
+    from pcc.pipeline import within_reach
+
+    grid = Volume(np.zeros((30, 20, 10), dtype=np.uint8), np.diag([0.5, 0.5, 2.0]), np.array([5.0, 0.0, -3.0]))
+    mask = np.zeros(grid.shape, dtype=bool)
+    mask[2:8, 2:8, 2:4] = True  # around the points
+    mask[20:28, 10:18, 5:9] = True  # a blob far from them
+    points = grid.index_to_world(np.array([[3.0, 3.0, 2.0], [6.0, 6.0, 3.0]]))
+    kept = within_reach(mask, points, grid, distance_mm=4.0)
+    centres = grid.index_to_world(np.argwhere(mask))
+    near = np.min(np.linalg.norm(centres[:, None] - points[None], axis=2), axis=1) <= 4.0
+    assert np.array_equal(np.argwhere(kept), np.argwhere(mask)[near]) and not kept[20:].any()
+
+
 def test_drop_slivers_keeps_the_body_and_its_thin_edge_but_not_a_thin_sheet_far_from_it():
     from pcc.pipeline import drop_slivers
 
