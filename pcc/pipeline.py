@@ -244,22 +244,16 @@ def is_intact_bone(points: np.ndarray, bone: Volume, distance_mm: float = INTACT
 def share_near_bone(points: np.ndarray, bone: Volume, distance_mm: float, chunk: int = 1024) -> float:
     """Share of world-mm points within distance_mm of the centre of a nonzero voxel of `bone` (voxels off the
     grid are not bone). Looks only at the voxels of each point's neighbourhood, in chunks of points."""
+    from pcc.voxelize import neighbour_offsets
+
     if not len(points):
         return 0.0
-    # A world step w moves the index by w @ inv(directions): at most distance_mm · |column i| along axis i.
-    reach = np.ceil(distance_mm * np.linalg.norm(np.linalg.inv(bone.directions), axis=0)).astype(np.int64)
-    axes = [np.arange(-r, r + 2) for r in reach]  # around floor(index): covers distance_mm on both sides
-    offsets = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    # Keep the voxels that can lie within distance_mm of some point of the cell [0, 1)³ (triangle
-    # inequality through the cell's centre): about a quarter of the box.
-    corners = np.stack(np.meshgrid(*[[-0.5, 0.5]] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
-    half_diagonal = np.linalg.norm(corners @ bone.directions, axis=1).max()
-    offsets = offsets[np.linalg.norm((offsets - 0.5) @ bone.directions, axis=1) <= distance_mm + half_diagonal]
+    offsets = neighbour_offsets(bone.directions, distance_mm)
     shape = np.asarray(bone.shape)
     near = np.zeros(len(points), dtype=bool)
     for start in range(0, len(points), chunk):
         index = bone.world_to_index(points[start:start + chunk])
-        voxels = np.floor(index).astype(np.int64)[:, None, :] + offsets[None]  # (n, offsets, 3)
+        voxels = np.rint(index).astype(np.int64)[:, None, :] + offsets[None]  # (n, offsets, 3)
         on_grid = np.all((voxels >= 0) & (voxels < shape), axis=2)
         is_bone = np.zeros(on_grid.shape, dtype=bool)
         is_bone[on_grid] = bone.array[tuple(voxels[on_grid].T)] != 0
@@ -322,12 +316,12 @@ def implant_from_points(
     solid = points_to_volume(cloud, defective).mask()
     if not cleanup or not solid.any():
         return solid & ~skull
-    radius = max(1, int(round(rim_closing_mm / float(defective.spacing.min()))))
+    radius = _radius_voxels(rim_closing_mm, defective)
     solid_lower, solid_upper = bounding_box(solid)
     lower = np.maximum(np.asarray(solid_lower) - 2 * radius - 2, 0)
     upper = np.minimum(np.asarray(solid_upper) + 2 * radius + 2, skull.shape)
     box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
-    ball = ndimage.iterate_structure(ndimage.generate_binary_structure(3, 1), radius)
+    ball = _ball(radius)
     solid_box = within_reach(solid[box], cloud.points - lower @ defective.directions, defective, IMPLANT_REACH_MM)
     # The network's points are noisy at the sub-millimetre scale: smooth the solid before joining it to bone.
     sigma = smoothing_mm / np.asarray(defective.spacing)
@@ -335,10 +329,20 @@ def implant_from_points(
     union = np.pad(solid_box | skull[box], radius)
     closed = ndimage.binary_closing(union, structure=ball)[tuple(slice(radius, -radius) for _ in range(3))]
     implant_box = ndimage.binary_fill_holes(closed & ~skull[box]) & ~skull[box]
-    implant_box = _drop_fragments(drop_slivers(implant_box, max(1, int(round(SLIVER_MM / float(defective.spacing.min()))))))
+    implant_box = _drop_fragments(drop_slivers(implant_box, _radius_voxels(SLIVER_MM, defective)))
     implant = np.zeros_like(skull)
     implant[box] = implant_box
     return implant
+
+
+def _radius_voxels(radius_mm: float, grid: Volume) -> int:
+    """A radius in mm as a whole number of the grid's finest voxels (at least 1)."""
+    return max(1, int(round(radius_mm / float(grid.spacing.min()))))
+
+
+def _ball(radius: int) -> np.ndarray:
+    """The 6-connected structuring element of `radius` voxels (a diamond-like ball)."""
+    return ndimage.iterate_structure(ndimage.generate_binary_structure(3, 1), radius)
 
 
 def within_reach(mask: np.ndarray, points: np.ndarray, grid: Volume, distance_mm: float) -> np.ndarray:
@@ -354,7 +358,7 @@ def within_reach(mask: np.ndarray, points: np.ndarray, grid: Volume, distance_mm
 def drop_slivers(mask: np.ndarray, radius: int) -> np.ndarray:
     """The voxels of mask within 2·radius voxels of its opening by a ball of `radius` voxels: parts
     thinner than the ball are kept only next to the thicker body (where an implant thins out at the rim)."""
-    ball = ndimage.iterate_structure(ndimage.generate_binary_structure(3, 1), radius)
+    ball = _ball(radius)
     body = ndimage.binary_opening(mask, structure=ball)
     return mask & ndimage.binary_dilation(body, structure=ball, iterations=2)
 

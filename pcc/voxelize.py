@@ -56,9 +56,7 @@ def points_to_volume(cloud: PointCloud, like: Volume, *, neighbours: int = 8) ->
     radius = _kernel_radius(points, neighbours, min_mm=1.5 * float(like.spacing.max()))
     h = radius / 3.0  # measured: R/3 beats R/2 and R/4 at 1k–16k points (tools/bench_roundtrip.py)
 
-    # Index-space half extents of a world ball of radius R: row a of inv(D^T) maps mm to index a.
-    to_index = np.linalg.inv(like.directions.T)
-    reach = np.ceil(radius * np.linalg.norm(to_index, axis=1)).astype(int) + 1
+    reach = _reach(like.directions, radius)
     index = like.world_to_index(points)
     shape = np.asarray(like.shape)
     # Points beyond the grid (by more than the kernel) cannot change it; the splatting box holds every
@@ -71,7 +69,7 @@ def points_to_volume(cloud: PointCloud, like: Volume, *, neighbours: int = 8) ->
     upper = np.rint(index.max(axis=0)).astype(int) + reach + 1
     box_shape = tuple(int(s) for s in upper - lower)
 
-    value, weight = _splat(points, normals, index - lower, like.directions, box_shape, reach, radius, h)
+    value, weight = _splat(points, normals, index - lower, like.directions, box_shape, radius, h)
     band = weight > 0
     solid = band & (value < 0)
     solid |= _inside_regions_beyond_band(band, solid, like.spacing)
@@ -100,19 +98,12 @@ def _splat(
     index: np.ndarray,
     directions: np.ndarray,
     box_shape: tuple[int, int, int],
-    reach: np.ndarray,
     radius: float,
     h: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Σ w (x−p)·n and Σ w at every voxel of the box (index: the points' continuous box indices)."""
-    # Integer offsets around a point's nearest voxel that can lie within R of the point
-    # (R plus half a voxel diagonal, since the point may sit anywhere in its voxel).
-    grids = np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij")
-    offsets = np.stack([g.ravel() for g in grids], axis=1)
-    offsets_mm = offsets @ directions
-    half_voxel = 0.5 * float(np.linalg.norm(directions, axis=1).sum())
-    near = np.linalg.norm(offsets_mm, axis=1) <= radius + half_voxel
-    offsets, offsets_mm = offsets[near], offsets_mm[near].astype(np.float32)
+    offsets = neighbour_offsets(directions, radius)
+    offsets_mm = (offsets @ directions).astype(np.float32)
     strides = np.array([box_shape[1] * box_shape[2], box_shape[2], 1], dtype=np.int64)
     offsets_flat = offsets @ strides
 
@@ -143,6 +134,23 @@ def _splat(
         weight[lo:hi] += np.bincount(flat - lo, weights=w, minlength=hi - lo)
         value[lo:hi] += np.bincount(flat - lo, weights=w * signed, minlength=hi - lo)
     return value.reshape(box_shape), weight.reshape(box_shape)
+
+
+def neighbour_offsets(directions: np.ndarray, radius_mm: float) -> np.ndarray:
+    """(K, 3) integer index offsets, around a point's nearest voxel, of every voxel whose centre can lie
+    within radius_mm of the point (radius_mm plus half a voxel diagonal: the point may sit anywhere in
+    its voxel). directions: the grid's (3, 3) direction rows in mm."""
+    reach = _reach(directions, radius_mm)
+    grids = np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij")
+    offsets = np.stack([g.ravel() for g in grids], axis=1)
+    corners = np.stack(np.meshgrid(*[[-0.5, 0.5]] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    half_diagonal = float(np.linalg.norm(corners @ directions, axis=1).max())
+    return offsets[np.linalg.norm(offsets @ directions, axis=1) <= radius_mm + half_diagonal]
+
+
+def _reach(directions: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Index-space half extents (+1) of a world ball of radius_mm: row a of inv(D^T) maps mm to index a."""
+    return np.ceil(radius_mm * np.linalg.norm(np.linalg.inv(directions.T), axis=1)).astype(int) + 1
 
 
 def _inside_regions_beyond_band(band: np.ndarray, inside_band: np.ndarray, spacing: np.ndarray) -> np.ndarray:
