@@ -62,6 +62,12 @@ MIN_DEFECT_FRACTION = 0.03
 # distance from bone was 1.7–9.9 mm where there was a hole (1.7: a 20 mm ball) and 0.23–1.35 mm on
 # intact bone (the share of points inside bone, the rule before, overlapped: 0.19–0.96 vs 0.04–0.28).
 INTACT_BONE_DISTANCE_MM = 1.5
+# The later searches (SEARCH_ROUNDS) look only for a defect the first passed over, so they use a wider
+# distance: in the same log the later searches' real defects (the second side of every bilateral
+# defect) had a median distance from bone of 4.0–6.8 mm, while a later search's guess on intact bone
+# reached 1.5 mm once the voxelizer's kernel was widened (a 7 cm³ false implant 65 mm from the
+# craniotomy of varied case 018; intact bone elsewhere: 0.23–1.35 mm).
+LATER_ROUNDS_INTACT_BONE_MM = 2.5
 # Searches for defects per input (design_implant's rounds). The searches after the first run on the
 # skull completed with the defects found, so a defect the first search passed over is found then.
 SEARCH_ROUNDS = 2
@@ -84,6 +90,13 @@ SLIVER_MM = 1.0
 # frontoorbital 081 0.239 → 0.288, bilateral 048 0.703 → 0.736 (HD95 9.6 → 2.5 mm); every setting left
 # the 10 real SkullFix validation cases unchanged.
 IMPLANT_REACH_MM = 4.0
+# The voxelizer's kernel reaches about this many predicted points (pcc.voxelize.points_to_volume's
+# neighbours; its default of 8 suits clean surface samples): a wider kernel averages the network's
+# sub-millimetre noise. Measured with the shipped weights on the first search's points of the 10 real
+# and 70 varied defects of the validation skulls: varied mean DSC 0.855 (8) → 0.857 (16) → 0.858 (32);
+# on 41 of them 0.862 (8), 0.865 (32), 0.866 (64); the real cases unchanged (±0.001). 64 costs 2 s
+# more per case than 8, 32 about 0.9 s.
+IMPLANT_KERNEL_NEIGHBOURS = 32
 # Chosen on the validation split with an earlier model (0.5 → DSC 0.895, 1.0 → 0.898, 2.0 → 0.895);
 # tools/sweep_cleanup.py with the shipped model: every setting within 0.007 (docs/sweep_cleanup_cpu.txt).
 SURFACE_SMOOTHING_MM = 1.0
@@ -168,6 +181,7 @@ def predict_implant_cloud(
     seed: int = 0,
     sizes: SampleSizes = SampleSizes(),
     bone: Volume | None = None,
+    intact_bone_mm: float = INTACT_BONE_DISTANCE_MM,
     other_guesses: bool = True,
     mirror: bool = MIRROR_PASSES,
 ) -> PointCloud:
@@ -178,8 +192,8 @@ def predict_implant_cloud(
     passes: resamplings of the local input whose predictions are merged;
     refinements: extra local predictions, each in the frame fitted to the previous one's points;
     global_passes: resamplings of the global input, of whose predictions the most central is used;
-    bone: the defective skull volume; defects on intact bone (is_intact_bone) are dropped (None keeps
-    every defect);
+    bone: the defective skull volume; defects on intact bone (is_intact_bone with intact_bone_mm) are
+    dropped (None keeps every defect);
     other_guesses: when every defect of the most central guess is intact bone, try the other guesses,
     most central first, each farther than DEFECT_GAP_MM from those tried, until one is not;
     mirror: mirror every other local resampling left-right (x of the frame) and its prediction back.
@@ -207,7 +221,7 @@ def predict_implant_cloud(
                 _, fine, fine_normals = local_net(torch.from_numpy((inputs * flip).astype(np.float32)).to(device))
                 predicted = frame.to_world((fine.double().cpu().numpy() * flip[:, :, :3]).reshape(-1, 3))
                 frame = defect_frame(predicted)
-            if bone is None or not is_intact_bone(predicted, bone):
+            if bone is None or not is_intact_bone(predicted, bone, intact_bone_mm):
                 found.append((predicted, (fine_normals.double().cpu().numpy() * flip[:, :, :3]).reshape(-1, 3)))
         return found
 
@@ -313,7 +327,7 @@ def implant_from_points(
     skull = defective.mask()
     if len(cloud) == 0:  # every predicted defect was intact bone
         return np.zeros_like(skull)
-    solid = points_to_volume(cloud, defective).mask()
+    solid = points_to_volume(cloud, defective, neighbours=IMPLANT_KERNEL_NEIGHBOURS).mask()
     if not cleanup or not solid.any():
         return solid & ~skull
     radius = _radius_voxels(rim_closing_mm, defective)
@@ -406,8 +420,8 @@ def design_implant(
         rounds: searches for defects; each after the first runs on the skull completed with the implant
             found so far, so a defect the global stage passed over (the second side of a bilateral
             defect) is found once the first is filled. The later searches sample its surface at
-            LATER_ROUNDS_SURFACE_STEP and use only the most central global guess
-            (predict_implant_cloud's other_guesses: False).
+            LATER_ROUNDS_SURFACE_STEP, use only the most central global guess
+            (predict_implant_cloud's other_guesses: False) and LATER_ROUNDS_INTACT_BONE_MM.
     """
     timings = timings if timings is not None else {}
     require_binary(defective, "the defective skull")
@@ -417,7 +431,8 @@ def design_implant(
         searched = defective if search == 0 else defective.with_array((skull | implant).astype(np.uint8))
         later = search > 0
         cloud = implant_cloud(searched, model, passes=passes, timings=timings,
-                              surface_step=LATER_ROUNDS_SURFACE_STEP if later else 1, other_guesses=not later)
+                              surface_step=LATER_ROUNDS_SURFACE_STEP if later else 1, other_guesses=not later,
+                              intact_bone_mm=LATER_ROUNDS_INTACT_BONE_MM if later else INTACT_BONE_DISTANCE_MM)
         start = time.perf_counter()
         found = implant_from_points(cloud, searched, cleanup=cleanup) if len(cloud) else None
         timings["voxelize_cleanup"] = timings.get("voxelize_cleanup", 0.0) + time.perf_counter() - start
@@ -429,12 +444,12 @@ def design_implant(
 
 def implant_cloud(defective: Volume, model: CompletionModel, *, passes: int = LOCAL_PASSES,
                   timings: dict[str, float] | None = None, surface_step: int = 1,
-                  other_guesses: bool = True) -> PointCloud:
+                  other_guesses: bool = True, intact_bone_mm: float = INTACT_BONE_DISTANCE_MM) -> PointCloud:
     """Predicted implant points (world mm, with normals) of a binary defective skull: its surface
     sample through both networks, intact-bone guesses dropped (design_implant before voxelization).
 
     timings: seconds of the 'cloud' and 'network' stages are added to it when given;
-    other_guesses: see predict_implant_cloud; surface_step: marching-cubes step of the
+    other_guesses, intact_bone_mm: see predict_implant_cloud; surface_step: marching-cubes step of the
     surface sample.
     """
     from pcc.surface import volume_to_points
@@ -445,6 +460,7 @@ def implant_cloud(defective: Volume, model: CompletionModel, *, passes: int = LO
     timings["cloud"] = timings.get("cloud", 0.0) + time.perf_counter() - start
     start = time.perf_counter()
     cloud = predict_implant_cloud(model.global_net, model.local_net, skull.points, skull.normals, sizes=model.sizes,
-                                  passes=passes, bone=defective, other_guesses=other_guesses)
+                                  passes=passes, bone=defective, other_guesses=other_guesses,
+                                  intact_bone_mm=intact_bone_mm)
     timings["network"] = timings.get("network", 0.0) + time.perf_counter() - start
     return cloud

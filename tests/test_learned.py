@@ -478,3 +478,23 @@ def test_when_the_most_central_guess_is_intact_bone_a_distinct_guess_is_tried(ho
         assert len(cloud) == 0  # every guess lies in bone: nothing is kept
     else:
         assert len(cloud) > 0 and np.linalg.norm(cloud.points.mean(axis=0) - in_hole) < 3.0
+
+
+@pytest.mark.parametrize(("intact_bone_mm", "kept"), [(1.5, True), (2.5, False)])
+def test_a_guess_beside_the_bone_is_a_hole_or_intact_bone_by_the_distance_given(intact_bone_mm, kept):
+    from pcc.frames import global_frame
+    from pcc.pipeline import predict_implant_cloud
+
+    array = np.ones((60, 20, 20), dtype=np.uint8)  # bone at 1 mm voxels, x = 0..39; a hole from x = 40
+    array[40:, :, :] = 0
+    bone = Volume(array, np.eye(3), np.zeros(3))
+    rng = np.random.default_rng(0)
+    skull = rng.uniform([0, 0, 0], [59, 19, 19], (3000, 3))
+    normals = np.tile([0.0, 0.0, 1.0], (3000, 1))
+    frame = global_frame(skull)
+    beside = np.array([41.0, 10.0, 10.0])  # 2 mm from the nearest bone voxel centre (x = 39)
+    guesses = np.stack([frame.to_local(beside + rng.normal(0.0, 0.2, (64, 3))) for _ in range(8)])
+    cloud = predict_implant_cloud(_FixedGuesses(guesses), _AtFrameCentre(), skull, normals,
+                                  sizes=SampleSizes(global_input=256, local_input=256), passes=2, bone=bone,
+                                  intact_bone_mm=intact_bone_mm)
+    assert (len(cloud) > 0) == kept

@@ -266,9 +266,12 @@ def test_a_second_search_fills_the_defect_the_first_passed_over(monkeypatch):
     defective = Volume((complete & ~top & ~side).astype(np.uint8), **grid)
     searched = []
 
-    def implant_cloud(volume, model, *, passes, timings, surface_step, other_guesses):
+    def implant_cloud(volume, model, *, passes, timings, surface_step, other_guesses, intact_bone_mm):
         """Finds only the first missing part it knows of: the cap, else the side patch, else nothing."""
         searched.append(volume)
+        later = len(searched) > 1  # the later searches are stricter about guesses beside bone
+        assert intact_bone_mm == (pipeline.LATER_ROUNDS_INTACT_BONE_MM if later else pipeline.INTACT_BONE_DISTANCE_MM)
+        assert other_guesses is not later
         for part in (top, side):
             if not volume.mask()[part].any():
                 return volume_to_points(Volume(part.astype(np.uint8), **grid), 4000, seed=0)
