@@ -62,9 +62,9 @@ MIN_DEFECT_FRACTION = 0.03
 # distance from bone was 1.7–9.9 mm where there was a hole (1.7: a 20 mm ball) and 0.23–1.35 mm on
 # intact bone (the share of points inside bone, the rule before, overlapped: 0.19–0.96 vs 0.04–0.28).
 INTACT_BONE_DISTANCE_MM = 1.5
-# The later searches (SEARCH_ROUNDS) look only for a defect the first passed over, so they use a wider
-# distance: in the same log the later searches' real defects (the second side of every bilateral
-# defect) had a median distance from bone of 4.0–6.8 mm, while a later search's guess on intact bone
+# The later searches (SEARCH_ROUNDS) look only for a defect the first passed over (the second side of
+# a bilateral defect), so they use a wider distance: in the same log both sides of every bilateral
+# defect had a median distance from bone of 4.0–6.8 mm, while a later search's guess on intact bone
 # reached 1.5 mm once the voxelizer's kernel was widened (a 7 cm³ false implant 65 mm from the
 # craniotomy of varied case 018; intact bone elsewhere: 0.23–1.35 mm).
 LATER_ROUNDS_INTACT_BONE_MM = 2.5
