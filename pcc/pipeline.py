@@ -19,6 +19,7 @@ completed with that implant (SEARCH_ROUNDS), for a defect the first passed over.
 from __future__ import annotations
 
 import importlib
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,26 +256,22 @@ def is_intact_bone(points: np.ndarray, bone: Volume, distance_mm: float = INTACT
     return len(points) > 0 and share_near_bone(points, bone, distance_mm) >= 0.5
 
 
-def share_near_bone(points: np.ndarray, bone: Volume, distance_mm: float, chunk: int = 1024) -> float:
+def share_near_bone(points: np.ndarray, bone: Volume, distance_mm: float) -> float:
     """Share of world-mm points within distance_mm of the centre of a nonzero voxel of `bone` (voxels off the
-    grid are not bone). Looks only at the voxels of each point's neighbourhood, in chunks of points."""
-    from pcc.voxelize import neighbour_offsets
-
+    grid are not bone). Only the bone voxels in the points' box widened by distance_mm are looked at."""
     if not len(points):
         return 0.0
-    offsets = neighbour_offsets(bone.directions, distance_mm)
-    shape = np.asarray(bone.shape)
-    near = np.zeros(len(points), dtype=bool)
-    for start in range(0, len(points), chunk):
-        index = bone.world_to_index(points[start:start + chunk])
-        voxels = np.rint(index).astype(np.int64)[:, None, :] + offsets[None]  # (n, offsets, 3)
-        on_grid = np.all((voxels >= 0) & (voxels < shape), axis=2)
-        is_bone = np.zeros(on_grid.shape, dtype=bool)
-        is_bone[on_grid] = bone.array[tuple(voxels[on_grid].T)] != 0
-        gaps = np.einsum("nkc,cw->nkw", voxels - index[:, None, :], bone.directions)  # voxel centre - point, mm
-        close = np.einsum("nkw,nkw->nk", gaps, gaps) <= distance_mm**2
-        near[start:start + chunk] = np.any(is_bone & close, axis=1)
-    return float(near.mean())
+    corners = np.array(list(itertools.product(*zip(points.min(axis=0) - distance_mm, points.max(axis=0) + distance_mm))))
+    corner_index = bone.world_to_index(corners)  # the widened box's index-space image is a parallelepiped
+    lower = np.maximum(np.floor(corner_index.min(axis=0)).astype(int), 0)
+    upper = np.minimum(np.ceil(corner_index.max(axis=0)).astype(int) + 1, bone.shape)
+    if np.any(upper <= lower):
+        return 0.0
+    voxels = np.argwhere(np.asarray(bone.array)[tuple(slice(a, b) for a, b in zip(lower, upper))] != 0) + lower
+    if not len(voxels):
+        return 0.0
+    distance, _ = cKDTree(bone.index_to_world(voxels)).query(points)
+    return float(np.mean(distance <= distance_mm))
 
 
 def centrality_order(candidates: list[np.ndarray]) -> np.ndarray:

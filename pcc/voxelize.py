@@ -102,7 +102,7 @@ def _splat(
     h: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Σ w (x−p)·n and Σ w at every voxel of the box (index: the points' continuous box indices)."""
-    offsets = neighbour_offsets(directions, radius)
+    offsets = _neighbour_offsets(directions, radius)
     offsets_mm = (offsets @ directions).astype(np.float32)
     strides = np.array([box_shape[1] * box_shape[2], box_shape[2], 1], dtype=np.int64)
     offsets_flat = offsets @ strides
@@ -136,7 +136,7 @@ def _splat(
     return value.reshape(box_shape), weight.reshape(box_shape)
 
 
-def neighbour_offsets(directions: np.ndarray, radius_mm: float) -> np.ndarray:
+def _neighbour_offsets(directions: np.ndarray, radius_mm: float) -> np.ndarray:
     """(K, 3) integer index offsets, around a point's nearest voxel, of every voxel whose centre can lie
     within radius_mm of the point (radius_mm plus half a voxel diagonal: the point may sit anywhere in
     its voxel). directions: the grid's (3, 3) direction rows in mm."""

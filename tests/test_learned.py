@@ -375,7 +375,7 @@ def test_share_near_bone_matches_the_distance_to_the_nearest_bone_voxel_centre()
         points = bone.index_to_world(rng.uniform(-3.0, [14.0, 12.0, 10.0], (500, 3)))  # some off the grid
         distances, _ = cKDTree(bone.index_to_world(np.argwhere(array))).query(points)
         for within in (0.6, 1.5, 2.5):
-            assert share_near_bone(points, bone, within, chunk=64) == np.mean(distances <= within)
+            assert share_near_bone(points, bone, within) == np.mean(distances <= within)
     median = float(np.median(distances))
     assert is_intact_bone(points, bone, median * 1.01) and not is_intact_bone(points, bone, median * 0.99)
     assert not is_intact_bone(np.zeros((0, 3)), bone)
