@@ -9,8 +9,12 @@ folder alone (without the NRRD files) is enough to train, e.g. on a GPU machine.
 
 Besides each real pair, pcc-made defects of every shape (pcc.defects) are cut into the training
 cases' complete skulls (defective ∪ implant), so the model is not tied to one defect shape.
+Each case also caches its skull's mirror image aligned around the defect (pcc.symmetry), the prior
+that a local network with prior=True sees beside the skull.
 Training pairs are made on the fly from the cache with augmentation: left-right mirroring, small
-rotations and scalings about the skull centre, resampling of points and jitter of the defect frame.
+rotations and scalings about the skull centre, smooth random warps that make new skull shapes
+(warp_mm), an independent smooth warp of the mirror image only so the network learns that a
+skull's two sides differ (prior_warp_mm), resampling of points and jitter of the defect frame.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ IMPLANT_POINTS = 4096
 # the local stage's crop (CROP_RADII, scaled ≤ 1.2, centre jittered) never reaches further.
 LOCAL_KEEP_RADII = 2.5
 LOCAL_KEEP_POINTS = 16384  # at most this many of them (a uniform subset), to keep the cache compact
-CACHE_VERSION = 3
+CACHE_VERSION = 4  # 4: the aligned mirror image (mirror_points, mirror_normals)
 CROP_MARGIN_MM = 25.0
 MANIFEST = "cases.json"
 
@@ -101,7 +105,8 @@ class CachedCase:
     """Surface samples of one case: world mm points (float32) and unit outward normals (float32).
 
     skull_*: dense points of the defective skull (near the defect only, for training cases);
-    global_*: a uniform sample of the whole defective skull; implant_*: the missing part's surface.
+    global_*: a uniform sample of the whole defective skull; implant_*: the missing part's surface;
+    mirror_*: the skull's mirror image aligned around the defect (pcc.symmetry), near the defect.
     """
 
     name: str
@@ -111,6 +116,8 @@ class CachedCase:
     implant_normals: np.ndarray
     global_points: np.ndarray | None = None
     global_normals: np.ndarray | None = None
+    mirror_points: np.ndarray | None = None
+    mirror_normals: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.global_points is None:  # a whole-skull sample serves both stages
@@ -142,24 +149,35 @@ def _unpack(data, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 def surface_arrays(defective, implant, *, dense_everywhere: bool) -> dict[str, np.ndarray]:
     """Cache arrays of one (defective, implant) pair of Volumes (see CachedCase)."""
+    from pcc import symmetry
     from pcc.surface import volume_to_points
 
     skull = volume_to_points(defective, SKULL_POINTS, seed=1, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
     part = volume_to_points(implant, IMPLANT_POINTS, seed=2, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
     uniform = np.random.default_rng(3).choice(SKULL_POINTS, GLOBAL_POINTS, replace=False)
-    keep = slice(None)
-    if not dense_everywhere:
-        frame = defect_frame(part.points)
-        keep = np.flatnonzero(np.linalg.norm(skull.points - frame.centre, axis=1) < LOCAL_KEEP_RADII * frame.scale)
-        if len(keep) > LOCAL_KEEP_POINTS:
-            keep = np.sort(np.random.default_rng(4).choice(keep, LOCAL_KEEP_POINTS, replace=False))
+    frame = defect_frame(part.points)
+    fit = symmetry.local_mirror(skull.points, skull.normals, symmetry.whole_skull_mirror(skull.points, skull.normals),
+                                frame.centre, frame.scale)
+    mirror, mirror_normals = symmetry.mirrored_points(skull.points, skull.normals, fit)
+    near = np.linalg.norm(skull.points - frame.centre, axis=1) < LOCAL_KEEP_RADII * frame.scale
+    mirror_near = np.flatnonzero(np.linalg.norm(mirror - frame.centre, axis=1) < LOCAL_KEEP_RADII * frame.scale)
+    keep = slice(None) if dense_everywhere else _at_most(np.flatnonzero(near), LOCAL_KEEP_POINTS, seed=4)
+    mirror_keep = _at_most(mirror_near, LOCAL_KEEP_POINTS, seed=5)
     centre = skull.points.mean(axis=0)
     return {
         "centre": centre,
         **_pack(skull.points[keep], skull.normals[keep], centre, "skull"),
         **_pack(skull.points[uniform], skull.normals[uniform], centre, "global"),
         **_pack(part.points, part.normals, centre, "implant"),
+        **_pack(mirror[mirror_keep], mirror_normals[mirror_keep], centre, "mirror"),
     }
+
+
+def _at_most(indices: np.ndarray, count: int, *, seed: int) -> np.ndarray:
+    """The indices, or a sorted uniform subset of `count` of them when there are more."""
+    if len(indices) <= count:
+        return indices
+    return np.sort(np.random.default_rng(seed).choice(indices, count, replace=False))
 
 
 def volume_arrays(defective, implant) -> dict[str, np.ndarray]:
@@ -213,7 +231,8 @@ def load_case(path: Path, name: str) -> CachedCase:
         skull, skull_n = _unpack(data, "skull")
         implant, implant_n = _unpack(data, "implant")
         whole, whole_n = _unpack(data, "global")
-    return CachedCase(name, skull, skull_n, implant, implant_n, whole, whole_n)
+        mirror, mirror_n = _unpack(data, "mirror")
+    return CachedCase(name, skull, skull_n, implant, implant_n, whole, whole_n, mirror, mirror_n)
 
 
 def ensure_cache(
@@ -255,8 +274,10 @@ def ensure_cache(
 class CompletionPairs(Dataset):
     """Augmented training pairs from cached cases; `repeats` samples per case per epoch."""
 
-    def __init__(self, cases: list[CachedCase], *, sizes: SampleSizes, repeats: int, augment: bool, seed: int = 0):
+    def __init__(self, cases: list[CachedCase], *, sizes: SampleSizes, repeats: int, augment: bool, seed: int = 0,
+                 warps: "Warps | None" = None):
         self.cases, self.sizes, self.repeats, self.augment, self.seed = cases, sizes, repeats, augment, seed
+        self.warps = warps if warps is not None else Warps()
 
     def __len__(self) -> int:
         return len(self.cases) * self.repeats
@@ -266,15 +287,70 @@ class CompletionPairs(Dataset):
         draw = int(torch.randint(0, 2**31 - 1, (1,)).item()) if self.augment else 0
         rng = np.random.default_rng([self.seed, index, draw])
         case = self.cases[index % len(self.cases)]
-        return make_pair(case, self.sizes, rng, augment=self.augment)
+        return make_pair(case, self.sizes, rng, augment=self.augment, warps=self.warps)
 
 
-def make_pair(case: CachedCase, sizes: SampleSizes, rng: np.random.Generator, *, augment: bool) -> dict[str, torch.Tensor]:
-    """One training pair: global (whole skull → coarse implant) and local (crop → dense implant)."""
+@dataclass(frozen=True)
+class Warps:
+    """Smooth random warps of training cases (world mm), each a sum of `waves` sine waves.
+
+    shape_mm: amplitude (standard deviation per wave and axis, mm) of the warp of the whole case
+        (skull, implant and mirror image together): new skull shapes; 0 disables it.
+    shape_wavelength_mm: (shortest, longest) wavelength of its waves.
+    prior_mm, prior_wavelength_mm: the same for a second warp of the mirror image alone: the skull's two
+        sides differ by millimetres, so the network must not copy the mirror; 0 disables it.
+    """
+
+    shape_mm: float = 0.0
+    shape_wavelength_mm: tuple[float, float] = (80.0, 200.0)
+    prior_mm: float = 0.0
+    prior_wavelength_mm: tuple[float, float] = (30.0, 90.0)
+    waves: int = 4
+
+
+def smooth_warp(points: np.ndarray, normals: np.ndarray, rng: np.random.Generator, *, amplitude_mm: float,
+                wavelength_mm: tuple[float, float], waves: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points (N, 3) world mm moved by d(p) = Σ a_k sin(ω_k·p + φ_k), normals by the warp's inverse-transpose Jacobian.
+
+    Each wave has a random direction, a wavelength drawn uniformly in wavelength_mm, a random phase and
+    a displacement a_k ~ N(0, amplitude_mm²) per axis. The same rng state gives the same field, so
+    several clouds of one case are warped alike when each call starts from a copy of one generator.
+    """
+    directions = rng.normal(size=(waves, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    frequencies = directions * (2 * np.pi / rng.uniform(*wavelength_mm, size=(waves, 1)))  # (K, 3) rad/mm
+    phases = rng.uniform(0, 2 * np.pi, waves)
+    amplitudes = rng.normal(0.0, amplitude_mm, size=(waves, 3))  # (K, 3) mm
+    angle = points @ frequencies.T + phases  # (N, K)
+    moved = points + np.sin(angle) @ amplitudes
+    # Jacobian J = I + Σ_k cos(angle_k) a_k ω_kᵀ; normals map by J⁻ᵀ.
+    jacobian = np.eye(3) + np.einsum("nk,ki,kj->nij", np.cos(angle), amplitudes, frequencies)
+    turned = np.linalg.solve(np.transpose(jacobian, (0, 2, 1)), normals[..., None])[..., 0]
+    turned /= np.maximum(np.linalg.norm(turned, axis=1, keepdims=True), 1e-9)
+    return moved.astype(np.float32), turned.astype(np.float32)
+
+
+def make_pair(case: CachedCase, sizes: SampleSizes, rng: np.random.Generator, *, augment: bool,
+              warps: Warps = Warps()) -> dict[str, torch.Tensor]:
+    """One training pair: global (whole skull → coarse implant) and local (crop [+ mirror image] → dense implant)."""
     clouds = [case.global_points, case.global_normals, case.skull_points, case.skull_normals, case.implant_points, case.implant_normals]
+    with_prior = sizes.prior_input > 0
+    if with_prior:
+        if case.mirror_points is None:
+            raise ValueError(f"case {case.name} has no mirror image cached: rebuild the cache (data.cache_dir)")
+        clouds += [case.mirror_points, case.mirror_normals]
     if augment:
         clouds = _augment(clouds, rng)
-    whole, whole_n, skull, skull_n, implant, implant_n = clouds
+        if warps.shape_mm > 0:
+            field_seed = int(rng.integers(2**31))
+            for i in range(0, len(clouds), 2):  # one field for every cloud of the case
+                clouds[i], clouds[i + 1] = smooth_warp(clouds[i], clouds[i + 1], np.random.default_rng(field_seed),
+                                                       amplitude_mm=warps.shape_mm, wavelength_mm=warps.shape_wavelength_mm,
+                                                       waves=warps.waves)
+        if with_prior and warps.prior_mm > 0:
+            clouds[6], clouds[7] = smooth_warp(clouds[6], clouds[7], rng, amplitude_mm=warps.prior_mm,
+                                               wavelength_mm=warps.prior_wavelength_mm, waves=warps.waves)
+    whole, whole_n, skull, skull_n, implant, implant_n = clouds[:6]
 
     g_frame = global_frame(whole)
     g_in = rng.choice(len(whole), sizes.global_input, replace=len(whole) < sizes.global_input)
@@ -286,7 +362,9 @@ def make_pair(case: CachedCase, sizes: SampleSizes, rng: np.random.Generator, *,
         d_frame = type(d_frame)(d_frame.centre + shift, d_frame.scale * rng.uniform(0.85, 1.2))
     l_in = crop_and_sample(skull, skull_n, d_frame, sizes.local_input, rng)
     l_target = rng.choice(len(implant), sizes.local_target, replace=len(implant) < sizes.local_target)
+    extra = {"local_prior": torch.from_numpy(crop_and_sample(clouds[6], clouds[7], d_frame, sizes.prior_input, rng))} if with_prior else {}
     return {
+        **extra,
         "global_input": torch.from_numpy(np.hstack([g_frame.to_local(whole[g_in]), whole_n[g_in]]).astype(np.float32)),
         "global_target": torch.from_numpy(g_frame.to_local(implant[g_target]).astype(np.float32)),
         "local_input": torch.from_numpy(l_in),
@@ -369,6 +447,9 @@ class SkullCompletionData(L.LightningDataModule):
         num_workers: data-loading worker processes (also the processes that build the cache).
         global_input, global_target, local_input, local_target: point counts of each pair.
         frame_jitter: training shift of the defect frame's centre (standard deviation, defect radii).
+        prior_input: points of the aligned mirror image in each local input (0: none; for a local
+            network with prior=True).
+        warp_mm, prior_warp_mm: amplitudes of the smooth random warps (Warps.shape_mm, Warps.prior_mm).
     """
 
     def __init__(
@@ -385,12 +466,16 @@ class SkullCompletionData(L.LightningDataModule):
         local_input: int = 1024,
         local_target: int = 2048,
         frame_jitter: float = 0.15,
+        prior_input: int = 0,
+        warp_mm: float = 0.0,
+        prior_warp_mm: float = 0.0,
     ):
         super().__init__()
         self.root, self.cache_dir = Path(root), Path(cache_dir)
         self.validation_cases, self.synthetic_defects, self.repeats = validation_cases, synthetic_defects, repeats
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.sizes = SampleSizes(global_input, global_target, local_input, local_target, frame_jitter)
+        self.sizes = SampleSizes(global_input, global_target, local_input, local_target, frame_jitter, prior_input)
+        self.warps = Warps(shape_mm=warp_mm, prior_mm=prior_warp_mm)
 
     def split(self) -> tuple[list[str], list[str]]:
         """(training names, validation names) of the real cases."""
@@ -435,7 +520,7 @@ class SkullCompletionData(L.LightningDataModule):
         self.validation_paths = [self.cache_dir / file for _, file in cases["validation"]]
 
     def train_dataloader(self) -> DataLoader:
-        pairs = CompletionPairs(self.train_cases, sizes=self.sizes, repeats=self.repeats, augment=True)
+        pairs = CompletionPairs(self.train_cases, sizes=self.sizes, repeats=self.repeats, augment=True, warps=self.warps)
         return DataLoader(
             pairs, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0, drop_last=True,

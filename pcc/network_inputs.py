@@ -21,3 +21,4 @@ class SampleSizes:
     local_input: int = 1024
     local_target: int = 2048
     frame_jitter: float = 0.15  # standard deviation of the defect-frame centre shift, in defect radii
+    prior_input: int = 0  # points of the aligned mirror image given to a local network with prior=True

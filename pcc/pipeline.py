@@ -211,6 +211,22 @@ def predict_implant_cloud(
     candidates = [g_frame.to_world(c) for c in coarse.double().cpu().numpy()]
     order = centrality_order(candidates)
     flip = _mirror_signs(passes, mirror)
+    whole_mirror = None
+    if getattr(local_net, "prior", False):
+        from pcc import symmetry
+
+        whole_mirror = symmetry.whole_skull_mirror(skull_points, skull_normals)
+
+    def prior_input(frame) -> torch.Tensor | None:
+        """(passes, prior_input, 6) aligned mirror image around the frame, or None for a network without the prior."""
+        if whole_mirror is None:
+            return None
+        from pcc import symmetry
+
+        fit = symmetry.local_mirror(skull_points, skull_normals, whole_mirror, frame.centre, frame.scale)
+        points, normals = symmetry.mirrored_points(skull_points, skull_normals, fit)
+        prior = np.stack([crop_and_sample(points, normals, frame, sizes.prior_input, rng) for _ in range(passes)])
+        return torch.from_numpy((prior * flip).astype(np.float32)).to(device)
 
     def local_stage(guess: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(points, normals) in world mm of each defect of one global guess that is not intact bone."""
@@ -219,7 +235,9 @@ def predict_implant_cloud(
             frame = defect_frame(defect)
             for _ in range(refinements + 1):  # each local prediction re-centres the frame on the hole
                 inputs = np.stack([crop_and_sample(skull_points, skull_normals, frame, sizes.local_input, rng) for _ in range(passes)])
-                _, fine, fine_normals = local_net(torch.from_numpy((inputs * flip).astype(np.float32)).to(device))
+                network_input = torch.from_numpy((inputs * flip).astype(np.float32)).to(device)
+                prior = prior_input(frame)
+                _, fine, fine_normals = local_net(network_input) if prior is None else local_net(network_input, prior)
                 predicted = frame.to_world((fine.double().cpu().numpy() * flip[:, :, :3]).reshape(-1, 3))
                 frame = defect_frame(predicted)
             if bone is None or not is_intact_bone(predicted, bone, intact_bone_mm):

@@ -62,16 +62,22 @@ class ImplantCompletion(L.LightningModule):
         state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
         for name in ("global_net", "local_net"):
             try:
-                getattr(self, name).load_state_dict(network_state(state, name))
+                missing, unexpected = getattr(self, name).load_state_dict(network_state(state, name), strict=False)
             except RuntimeError as error:
                 raise ValueError(f"{path}: its {name} does not match the configured one ({error}); "
                                  "use the init_args the checkpoint was trained with") from None
+            # A network given the mirror prior (prior=True) may start from one trained without it: its
+            # prior layers keep their initial values, which leave the output unchanged (pcc.models).
+            missing = [key for key in missing if not key.startswith("prior_")]
+            if missing or unexpected:
+                raise ValueError(f"{path}: its {name} does not match the configured one (missing {missing[:4]}, "
+                                 f"unexpected {unexpected[:4]}); use the init_args the checkpoint was trained with")
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
         g_coarse, _, _ = self.global_net(batch["global_input"])
         backend = choose_backend(getattr(self.loss, "backend", "auto"), g_coarse.device)
         global_loss, _, _ = chamfer_distance(g_coarse, batch["global_target"], backend=backend)
-        coarse, fine, normals = self.local_net(batch["local_input"])
+        coarse, fine, normals = self.local_net(batch["local_input"], batch.get("local_prior"))
         local = self.loss(coarse, fine, normals, batch["local_target"], batch["local_target_normals"])
         total = local["loss"] + self.global_weight * global_loss
         size = batch["local_input"].shape[0]

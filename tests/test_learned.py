@@ -175,6 +175,34 @@ def test_lightning_cli_trains_validates_checkpoints_and_resumes(tmp_path):
     assert not (implant.mask() & volume.mask()).any()
 
 
+def test_the_mirror_prior_trains_from_a_checkpoint_without_it_and_designs_implants(tmp_path):
+    """A local network with prior=True fine-tunes from weights trained without the prior (its prior layers
+    start at zero), trains on pairs that carry the mirror image and warps, and the checkpoint designs
+    an implant through the pipeline's mirror alignment."""
+    config = _tiny_training(tmp_path)
+    first = _run_pcc("train", "fit", "--config", str(config), "--trainer.max_epochs", "1")
+    assert first.returncode == 0, first.stderr[-2000:]
+    plain = sorted((tmp_path / "runs" / "tiny" / "version_0" / "checkpoints").glob("*.ckpt"))[-1]
+    result = _run_pcc(
+        "train", "fit", "--config", str(config), "--model.init_weights", str(plain),
+        "--model.local_net.init_args.prior", "true", "--data.prior_input", "128",
+        "--data.warp_mm", "1.5", "--data.prior_warp_mm", "1.0", "--trainer.max_epochs", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    checkpoint = sorted((tmp_path / "runs" / "tiny" / "version_1" / "checkpoints").glob("*.ckpt"))[-1]
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert state["pcc_networks"]["local_net"]["init_args"]["prior"] is True and state["pcc_sizes"]["prior_input"] == 128
+    assert state["state_dict"]["local_net.prior_fine.weight"].abs().sum() > 0  # trained away from its zero start
+
+    from pcc.pipeline import design_implant, load_model
+
+    model = load_model(checkpoint, device="cpu")
+    assert model.local_net.prior and model.sizes.prior_input == 128
+    defective, _ = synthetic_case()
+    volume = Volume(defective.astype(np.uint8), np.diag([1.5, 1.4, 1.6]), np.array([-30.0, 10.0, 5.0]))
+    implant = design_implant(volume, model)
+    assert implant.same_grid(volume) and not (implant.mask() & volume.mask()).any()
+
+
 def test_init_weights_starts_from_a_checkpoint_and_rejects_another_architecture(tmp_path):
     from pcc.training import ImplantCompletion
 

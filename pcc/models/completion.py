@@ -7,6 +7,10 @@ Coarse-to-fine (PCN-style) with local refinement:
    offset_scale) and unit normals come from an MLP of the feature, the coarse point, a 2-D seed,
    and a local feature pooled from the coarse point's k nearest input points (positions relative
    to the coarse point, and their normals), so the fine surface can align with nearby bone.
+4. optional prior (prior=True): a second input set, the skull's mirror image aligned around the
+   defect (pcc.symmetry), has its own encoder and its own local feature; both enter through layers
+   that start at zero, so a network trained without the prior starts out unchanged when the prior
+   is added and learns where to trust the mirror (one-sided defects) and where not.
 All coordinates are in the caller's normalised frame (pcc.frames).
 """
 
@@ -40,6 +44,7 @@ class PointCompletionNet(nn.Module):
         children: fine points per coarse point (fine output has M·children points).
         neighbours: input points pooled into each coarse point's local feature (0 disables it).
         offset_scale: largest offset of a fine point from its coarse point (normalised units).
+        prior: take a second (B, P, in_features) input set, the aligned mirror image (module docstring).
     """
 
     def __init__(
@@ -51,12 +56,18 @@ class PointCompletionNet(nn.Module):
         children: int = 4,
         neighbours: int = 16,
         offset_scale: float = 0.1,
+        prior: bool = False,
     ):
         super().__init__()
         self.init_args = dict(
             in_features=in_features, width=width, feature_dim=feature_dim, coarse_points=coarse_points,
             children=children, neighbours=neighbours, offset_scale=offset_scale,
         )
+        if prior:  # recorded only when used, so checkpoints of networks without it load in older pcc too
+            self.init_args["prior"] = True
+        self.prior = prior
+        if prior and neighbours == 0:
+            raise ValueError("prior=True needs neighbours > 0 (the prior's local feature pools its nearest points)")
         self.coarse_points, self.n_children, self.neighbours = coarse_points, children, neighbours
         self.offset_scale = offset_scale
         self.point_mlp = _mlp([in_features, width, 2 * width], last_activation=True)
@@ -72,25 +83,39 @@ class PointCompletionNet(nn.Module):
         side = max(1, round(children**0.5))
         grid = torch.stack(torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, children // side), indexing="ij"), -1)
         self.register_buffer("seeds", grid.reshape(-1, 2)[:children].clone(), persistent=False)
+        if prior:
+            self.prior_point_mlp = _mlp([in_features, width, 2 * width], last_activation=True)
+            self.prior_fuse_mlp = _mlp([4 * width, 4 * width, feature_dim])
+            self.prior_feature = nn.Linear(feature_dim, feature_dim)
+            self.prior_local_mlp = _mlp([in_features, 32, 64], last_activation=True)
+            self.prior_fine = nn.Linear(64, hidden, bias=False)
+            for layer in (self.prior_feature, self.prior_fine):  # start as the network without the prior
+                nn.init.zeros_(layer.weight)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
 
-    def encode(self, points: torch.Tensor) -> torch.Tensor:
-        """(B, N, in_features) → (B, feature_dim)."""
-        per_point = self.point_mlp(points)
+    def encode(self, points: torch.Tensor, point_mlp: nn.Module | None = None, fuse_mlp: nn.Module | None = None) -> torch.Tensor:
+        """(B, N, in_features) → (B, feature_dim), by the main encoder or the one given."""
+        per_point = (point_mlp or self.point_mlp)(points)
         pooled = per_point.max(dim=1, keepdim=True).values.expand_as(per_point)
-        return self.fuse_mlp(torch.cat([per_point, pooled], dim=-1)).max(dim=1).values
+        return (fuse_mlp or self.fuse_mlp)(torch.cat([per_point, pooled], dim=-1)).max(dim=1).values
 
-    def local_features(self, coarse: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """(B, M, 64) pooled from each coarse point's nearest input points."""
+    def local_features(self, coarse: torch.Tensor, points: torch.Tensor, local_mlp: nn.Module | None = None) -> torch.Tensor:
+        """(B, M, 64) pooled from each coarse point's nearest input points (by local_mlp or the one given)."""
         with torch.no_grad():
             nearest = torch.cdist(coarse, points[..., :3]).topk(self.neighbours, dim=-1, largest=False).indices
         batch = torch.arange(points.shape[0], device=points.device)[:, None, None]
         grouped = points[batch, nearest]  # (B, M, k, C)
         relative = torch.cat([grouped[..., :3] - coarse[:, :, None, :], grouped[..., 3:]], dim=-1)
-        return self.local_mlp(relative).max(dim=2).values
+        return (local_mlp or self.local_mlp)(relative).max(dim=2).values
 
-    def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, N, 6) input → coarse (B, M, 3), fine (B, M·children, 3), fine normals (B, M·children, 3)."""
+    def forward(self, points: torch.Tensor, prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, N, 6) input [and (B, P, 6) prior] → coarse (B, M, 3), fine (B, M·children, 3), fine normals (B, M·children, 3)."""
+        if self.prior != (prior is not None):
+            raise ValueError("this network takes a prior input set" if self.prior else "this network takes no prior input set")
         feature = self.encode(points)
+        if prior is not None:
+            feature = feature + self.prior_feature(self.encode(prior, self.prior_point_mlp, self.prior_fuse_mlp))
         coarse = self.coarse_mlp(feature).view(-1, self.coarse_points, 3)
         per_coarse = [coarse]
         if self.neighbours > 0:
@@ -103,6 +128,9 @@ class PointCompletionNet(nn.Module):
             dim=-1,
         )
         hidden = self.fine_point(per_child) + self.fine_feature(feature)[:, None, None, :]
+        if prior is not None:
+            prior_local = self.local_features(coarse, prior, self.prior_local_mlp)  # (B, M, 64)
+            hidden = hidden + self.prior_fine(prior_local)[:, :, None, :]
         out = self.fine_mlp(hidden)
         fine = coarse[:, :, None, :] + self.offset_scale * torch.tanh(out[..., :3])
         normals = F.normalize(out[..., 3:], dim=-1)

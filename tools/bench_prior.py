@@ -1,0 +1,107 @@
+"""The mirror prior alone (pcc.symmetry), scored as an implant: how much the skull's other side knows.
+
+    python tools/bench_prior.py [--root ../shared/data/skullfix/training_set] [--cases validation|N|NAMES]
+                                [--shapes real,all|S1,S2] [--seed 0] [--csv docs/bench_prior_alone_cpu.csv]
+
+For each case (default: the development split, never trained on) and each defect: the real SkullFix
+defect ("real") and one defect of every pcc shape cut into the complete skull with the same seeds as
+tools/bench_robustness.py. The prior is told where the hole is (the true implant's centre and radius,
+which the network's global stage estimates in use): the skull's mirror image is fitted to the whole
+skull ("whole") and again to the bone around the hole ("local"), and the mirrored bone inside the
+hole is the implant (symmetry.mirror_implant, within 1.05 defect radii of the centre). Prints DSC,
+bDSC and HD95 of both per case, and their means per shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pcc import symmetry  # noqa: E402
+from pcc.data import case_names, default_validation_split  # noqa: E402
+from pcc.defects import SHAPES, make_defect  # noqa: E402
+from pcc.frames import defect_frame  # noqa: E402
+from pcc.io import read_volume  # noqa: E402
+from pcc.metrics import score_case  # noqa: E402
+from pcc.network_inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS  # noqa: E402
+from pcc.surface import volume_to_points  # noqa: E402
+
+REACH_RADII = 1.05
+HEADER = ["case", "shape", "fit", "dsc", "bdsc", "hd95", "icp_rmse_mm", "seconds"]
+
+
+def prior_rows(name: str, shape: str, defective, truth: np.ndarray) -> list[list]:
+    """Rows (HEADER) of the whole-skull and local mirror fits of one defective skull."""
+    start = time.perf_counter()
+    skull = volume_to_points(defective, SKULL_POINTS, seed=0, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
+    hole = volume_to_points(defective.with_array(truth.astype(np.uint8)), 4096, seed=2, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
+    frame = defect_frame(hole.points)
+    whole = symmetry.whole_skull_mirror(skull.points, skull.normals)
+    local = symmetry.local_mirror(skull.points, skull.normals, whole, frame.centre, frame.scale)
+    rows = []
+    for label, fit in (("whole", whole), ("local", local)):
+        implant = symmetry.mirror_implant(defective, fit, frame.centre, REACH_RADII * frame.scale)
+        scores = score_case(implant, truth, defective.mask(), defective.spacing)
+        rows.append([name, shape, label, scores.dsc, scores.bdsc, scores.hd95, fit.inlier_rmse_mm,
+                     time.perf_counter() - start])
+    print(f"{name:>5} {shape:>16}  whole DSC {rows[0][3]:.3f}  local DSC {rows[1][3]:.3f} bDSC {rows[1][4]:.3f} "
+          f"HD95 {rows[1][5]:6.2f} mm  (ICP rmse {whole.inlier_rmse_mm:.2f} → {local.inlier_rmse_mm:.2f} mm)", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "skullfix" / "training_set"))
+    parser.add_argument("--cases", default="validation", help="validation (the development split), N (its first N) or NAMES")
+    parser.add_argument("--shapes", default="real,all", help=f"real and/or all or a subset of {','.join(SHAPES)}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--csv", default=None)
+    args = parser.parse_args()
+
+    root = Path(args.root)
+    development = default_validation_split(case_names(root))
+    if args.cases == "validation":
+        names = development
+    elif args.cases.isdigit():
+        names = development[: int(args.cases)]
+    else:
+        names = [n if n.endswith(".nrrd") else f"{n}.nrrd" for n in args.cases.split(",")]
+    requested = [s.strip() for s in args.shapes.split(",")]
+    shapes = [s for s in requested if s not in ("all", "real")] + (list(SHAPES) if "all" in requested else [])
+    rows: list[list] = []
+    for name in names:
+        if "real" in requested:
+            defective = read_volume(root / "defective_skull" / name)
+            rows += prior_rows(name[:-5], "real", defective, read_volume(root / "implant" / name).mask())
+        if shapes:
+            complete = read_volume(root / "complete_skull" / name)
+        for shape in shapes:
+            rng = np.random.default_rng([args.seed, zlib.crc32(f"{name}/{shape}".encode())])
+            cut, truth = make_defect(complete, shape=shape, rng=rng)
+            rows += prior_rows(name[:-5], shape, complete.with_array(cut.astype(np.uint8)), truth)
+
+    print(f"\nmirror prior alone, told where the hole is: {'':>6} mean DSC (whole / local)  min  mean bDSC  mean HD95  cases")
+    for shape in dict.fromkeys(row[1] for row in rows):
+        whole = np.array([r[3:6] for r in rows if r[1] == shape and r[2] == "whole"], float)
+        local = np.array([r[3:6] for r in rows if r[1] == shape and r[2] == "local"], float)
+        print(f"{shape:>44}  {whole[:, 0].mean():.3f} / {local[:, 0].mean():.3f}  {local[:, 0].min():.3f}  "
+              f"{local[:, 1].mean():9.3f}  {local[:, 2].mean():9.2f}  {len(local):5d}")
+    if args.csv:
+        with open(args.csv, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(HEADER)
+            writer.writerows([r[0], r[1], r[2], *(f"{v:.4f}" for v in r[3:])] for r in rows)
+        print(f"wrote {args.csv}")
+
+
+if __name__ == "__main__":
+    main()
