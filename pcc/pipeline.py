@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,15 +148,21 @@ def load_model(path: str | Path | None = None, *, device: str = "auto") -> Compl
         raise InputError(f"model file {source} not found; give --model PATH of a pcc checkpoint")
     target = resolve_device(device)
     try:
-        checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain containers only; a file that would run code on unpickling is refused
+        checkpoint = torch.load(source, map_location="cpu", weights_only=True)
         nets = {name: _instantiate(spec) for name, spec in checkpoint["pcc_networks"].items()}
         state = checkpoint["state_dict"]
         for name, net in nets.items():
             net.load_state_dict(network_state(state, name))
     except InputError:
         raise
+    except pickle.UnpicklingError:
+        raise InputError(f"{source} is not a pcc model: it holds objects other than tensors and plain values "
+                         "(such a file could run code when read, so it is not opened); give a pcc weights file "
+                         "or a checkpoint of pcc train") from None
     except Exception as error:
-        raise InputError(f"{source} is not a pcc model checkpoint ({type(error).__name__}: {error})") from None
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise InputError(f"{source} is not a pcc model checkpoint ({type(error).__name__}: {first_line})") from None
     for net in nets.values():
         net.to(target).eval()
     sizes = SampleSizes(**checkpoint.get("pcc_sizes", {}))

@@ -59,7 +59,11 @@ class ImplantCompletion(L.LightningModule):
         if not Path(path).is_file():
             raise FileNotFoundError(f"model.init_weights: {path} not found; give --model.init_weights CHECKPOINT "
                                     "(the .ckpt or .pt to start from)")
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        try:  # weights_only: a file that would run code on unpickling is refused, not run
+            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        except Exception as error:
+            raise ValueError(f"model.init_weights: {path} is not a pcc checkpoint ({type(error).__name__}); "
+                             "give a .ckpt written by pcc train or a pcc weights file") from None
         for name in ("global_net", "local_net"):
             try:
                 missing, unexpected = getattr(self, name).load_state_dict(network_state(state, name), strict=False)

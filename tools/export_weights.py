@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--data", default="SkullFix training_set (AutoImplant 2020), 60 cases; 10 held out: 005 018 028 038 048 061 073 081 089 096")
     args = parser.parse_args()
 
-    checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     earlier = checkpoint.get("pcc_metadata", {})
     state = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(("global_net.", "local_net."))}
     try:
@@ -55,7 +55,7 @@ def main() -> None:
         "source_checkpoint": earlier.get("source_checkpoint", Path(args.checkpoint).name),
     }
     if args.base:
-        metadata["fine_tuned_from"] = torch.load(args.base, map_location="cpu", weights_only=False).get("pcc_metadata", {})
+        metadata["fine_tuned_from"] = torch.load(args.base, map_location="cpu", weights_only=True).get("pcc_metadata", {})
     if args.validation:
         with open(args.validation) as handle:
             rows = list(csv.DictReader(handle))
