@@ -36,7 +36,7 @@ from torch import nn
 from pcc.cloud import PointCloud
 from pcc.errors import InputError
 from pcc.frames import crop_and_sample, defect_frame, global_frame
-from pcc.models import network_state
+from pcc.models import network_state, state_digest
 from pcc.network_inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS, SampleSizes
 from pcc.volume import Volume, require_binary
 
@@ -152,6 +152,10 @@ def load_model(path: str | Path | None = None, *, device: str = "auto") -> Compl
         checkpoint = torch.load(source, map_location="cpu", weights_only=True)
         nets = {name: _instantiate(spec) for name, spec in checkpoint["pcc_networks"].items()}
         state = checkpoint["state_dict"]
+        recorded = checkpoint.get("pcc_metadata", {}).get("weights_sha256")
+        if recorded is not None and state_digest(state) != recorded:
+            raise InputError(f"{source} is damaged: its weights' SHA-256 differs from the one recorded in its "
+                             "metadata; download or export the weights again")
         for name, net in nets.items():
             net.load_state_dict(network_state(state, name))
     except InputError:

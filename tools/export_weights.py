@@ -5,7 +5,13 @@
         --train-minutes 75 --validation bench.csv [--base WEIGHTS_IT_WAS_FINE_TUNED_FROM.pt]
 
 Keeps only what inference needs (network classes, their arguments, weights, point counts) and a
-metadata record: data, command, commit, validation figures, time and machine.
+metadata record: data, command, commit, validation figures, time and machine, the weights' SHA-256
+(pcc.models.state_digest, checked when pcc loads the file) and the bundled example case's figures
+(the CPU path is deterministic; tests/test_learned.py pins them).
+
+    python tools/export_weights.py --checks-only pcc/weights/skullfix.pt
+
+records only the last two in an existing weights file (its tensors and other metadata untouched).
 """
 
 from __future__ import annotations
@@ -24,16 +30,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
+    parser.add_argument("checkpoint", help="a pcc train checkpoint, or with --checks-only the weights file to update")
+    parser.add_argument("--checks-only", action="store_true", help="only record the SHA-256 and the example's figures")
     parser.add_argument("--out", default=str(REPO / "pcc" / "weights" / "skullfix.pt"))
-    parser.add_argument("--command", required=True, help="the exact training command")
-    parser.add_argument("--machine", required=True)
+    parser.add_argument("--command", help="the exact training command")
+    parser.add_argument("--machine")
     parser.add_argument("--commit", default="", help="the commit trained (default: the repository's HEAD)")
-    parser.add_argument("--train-minutes", type=float, required=True)
+    parser.add_argument("--train-minutes", type=float)
     parser.add_argument("--validation", help="CSV written by tools/bench_implant.py on the validation split")
     parser.add_argument("--base", help="the weights a fine-tune started from (model.init_weights): their metadata is kept")
     parser.add_argument("--data", default="SkullFix training_set (AutoImplant 2020), 60 cases; 10 held out: 005 018 028 038 048 061 073 081 089 096")
     args = parser.parse_args()
+    if args.checks_only:
+        record_checks(Path(args.checkpoint))
+        return
+    if not (args.command and args.machine and args.train_minutes is not None):
+        parser.error("--command, --machine and --train-minutes are required to export a checkpoint")
 
     checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     earlier = checkpoint.get("pcc_metadata", {})
@@ -68,8 +80,31 @@ def main() -> None:
         {"pcc_networks": checkpoint["pcc_networks"], "pcc_sizes": checkpoint.get("pcc_sizes", {}), "state_dict": state, "pcc_metadata": metadata},
         out,
     )
-    out.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {out.with_suffix('.json')}")
+    record_checks(out)
+
+
+def record_checks(path: Path) -> None:
+    """Add the weights' SHA-256 and the example case's DSC, bDSC, HD95 (CPU) to a weights file and its .json."""
+    from pcc.examples import EXAMPLE_DEFECTIVE, EXAMPLE_IMPLANT
+    from pcc.io import read_volume
+    from pcc.metrics import score_case
+    from pcc.models import state_digest
+    from pcc.pipeline import design_implant, load_model
+
+    weights = torch.load(path, map_location="cpu", weights_only=True)
+    metadata = weights["pcc_metadata"]
+    metadata.pop("weights_sha256", None)  # recomputed below; load_model must not check a stale one
+    torch.save(weights, path)
+    defective, truth = read_volume(EXAMPLE_DEFECTIVE), read_volume(EXAMPLE_IMPLANT)
+    implant = design_implant(defective, load_model(path, device="cpu"))
+    scores = score_case(implant.mask(), truth.mask(), defective.mask(), defective.spacing)
+    metadata["weights_sha256"] = state_digest(weights["state_dict"])
+    metadata["example_case"] = {"case": EXAMPLE_DEFECTIVE.name, "device": "cpu", "dsc": scores.dsc,
+                                "bdsc": scores.bdsc, "hd95": scores.hd95}
+    torch.save(weights, path)
+    path.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json')}: "
+          f"example DSC {scores.dsc:.4f}, bDSC {scores.bdsc:.4f}, HD95 {scores.hd95:.3f} mm")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Networks (plain nn.Modules)."""
 
-from pcc.models.completion import PointCompletionNet, network_state
+from pcc.models.completion import PointCompletionNet, network_state, state_digest
 
-__all__ = ["PointCompletionNet", "network_state"]
+__all__ = ["PointCompletionNet", "network_state", "state_digest"]

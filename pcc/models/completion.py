@@ -16,6 +16,8 @@ All coordinates are in the caller's normalised frame (pcc.frames).
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -24,6 +26,17 @@ from torch.nn import functional as F
 def network_state(state_dict: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
     """The entries of one network ('global_net' or 'local_net') in a checkpoint's state_dict, unprefixed."""
     return {key[len(name) + 1 :]: value for key, value in state_dict.items() if key.startswith(name + ".")}
+
+
+def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of a state_dict's names, dtypes, shapes and values, in sorted name order: recorded in
+    a weights file's metadata and checked when it is loaded, so damaged weights are refused."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def _mlp(sizes: list[int], *, last_activation: bool = False) -> nn.Sequential:
