@@ -103,15 +103,17 @@ class ImplantCompletion(L.LightningModule):
         )
         gt = torch.from_numpy(cached.implant_points[None]).float()
         chamfer, _, _ = chamfer_distance(torch.from_numpy(cloud.points[None]).float(), gt)
-        self.log("val/chamfer_mm", chamfer, batch_size=1)
+        # sync_dist: under DDP each process scores its share of the cases; the logged figure (and the one
+        # ModelCheckpoint selects on) is the mean over all of them.
+        self.log("val/chamfer_mm", chamfer, batch_size=1, sync_dist=True)
         if not self.score_volumes:
             return
         defective = Volume(case["defective"].astype(np.uint8), case["directions"], case["origin"])
         predicted = implant_from_points(cloud, defective)
         scores = score_case(predicted, case["implant"], case["defective"], defective.spacing)
-        self.log("val/dsc", scores.dsc, batch_size=1, prog_bar=True)
-        self.log("val/bdsc", scores.bdsc, batch_size=1)
-        self.log("val/hd95", min(scores.hd95, 100.0), batch_size=1)
+        self.log("val/dsc", scores.dsc, batch_size=1, prog_bar=True, sync_dist=True)
+        self.log("val/bdsc", scores.bdsc, batch_size=1, sync_dist=True)
+        self.log("val/hd95", min(scores.hd95, 100.0), batch_size=1, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Record the networks' constructor arguments so the checkpoint loads without the config."""
