@@ -155,14 +155,30 @@ def _run_pcc(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 def test_lightning_cli_trains_validates_checkpoints_and_resumes(tmp_path):
     config = _tiny_training(tmp_path)
-    result = _run_pcc("train", "fit", "--config", str(config))
+    schedule = ["--lr_scheduler.class_path", "torch.optim.lr_scheduler.StepLR", "--lr_scheduler.init_args.step_size", "1",
+                "--lr_scheduler.init_args.gamma", "0.5"]
+    result = _run_pcc("train", "fit", "--config", str(config), *schedule)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = (tmp_path / "runs" / "tiny" / "version_0" / "metrics.csv").read_text()
     assert "val/dsc" in metrics and "train/loss" in metrics
     checkpoints = sorted((tmp_path / "runs" / "tiny" / "version_0" / "checkpoints").glob("*.ckpt"))
     assert checkpoints
-    resumed = _run_pcc("train", "fit", "--config", str(config), "--trainer.max_epochs", "3", "--ckpt_path", str(checkpoints[-1]))
+    first = torch.load(checkpoints[-1], map_location="cpu", weights_only=True)
+    assert (first["epoch"], first["global_step"]) == (1, 4)  # 2 epochs of 2 batches
+    resumed = _run_pcc("train", "fit", "--config", str(config), "--trainer.max_epochs", "3", "--ckpt_path", str(checkpoints[-1]),
+                       *schedule)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # Resuming continues the epoch count, the global step and the learning-rate schedule where they stopped.
+    last = torch.load(sorted((tmp_path / "runs" / "tiny" / "version_1" / "checkpoints").glob("*.ckpt"))[-1],
+                      map_location="cpu", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 6)
+    assert last["lr_schedulers"][0]["last_epoch"] == 3
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.001 * 0.5**3)
+    with open(tmp_path / "runs" / "tiny" / "version_1" / "metrics.csv") as handle:
+        import csv
+
+        epochs = {row["epoch"] for row in csv.DictReader(handle) if row.get("epoch")}
+    assert epochs == {"2"}
 
     # the checkpoint loads as a model and designs an implant on the input's own grid
     from pcc.pipeline import design_implant, load_model
