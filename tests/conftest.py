@@ -1,4 +1,5 @@
-"""Shared fixtures: a small synthetic skull-like shell, and the real data folder when present."""
+"""Shared fixtures: a small synthetic skull-like shell, the real data folder when present, checks of
+meshes and preview pictures by their content, and the `gpu` marker (skipped without a CUDA GPU)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,25 @@ TILTED_DIRECTIONS = np.array(
 )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` are skipped, saying why, where torch sees no CUDA GPU."""
+    needs_gpu = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not needs_gpu:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: torch.cuda.is_available() is False on this machine")
+    for item in needs_gpu:
+        item.add_marker(skip)
+
+
+def _centred_grid(shape: tuple[int, int, int]) -> np.ndarray:
+    centre = (np.asarray(shape) - 1) / 2.0
+    return np.stack(np.meshgrid(*(np.arange(s) for s in shape), indexing="ij"), axis=-1) - centre
+
+
 def hollow_ellipsoid(
     shape: tuple[int, int, int] = (48, 44, 40),
     *,
@@ -26,12 +46,62 @@ def hollow_ellipsoid(
     hole_radius: float = 8.0,
 ) -> np.ndarray:
     """A uint8 ellipsoidal shell (voxel units) with a round hole through its top (+z)."""
-    centre = (np.asarray(shape) - 1) / 2.0
-    grid = np.stack(np.meshgrid(*(np.arange(s) for s in shape), indexing="ij"), axis=-1) - centre
+    grid = _centred_grid(shape)
     outer = np.sum((grid / np.asarray(radii)) ** 2, axis=-1) <= 1.0
-    inner = np.sum((grid / (np.asarray(radii) - thickness)) ** 2, axis=-1) <= 1.0
+    inner = ellipsoid_cavity(shape, radii=radii, thickness=thickness)
     hole = (np.hypot(grid[..., 0], grid[..., 1]) < hole_radius) & (grid[..., 2] > 0)
     return (outer & ~inner & ~hole).astype(np.uint8)
+
+
+def ellipsoid_cavity(
+    shape: tuple[int, int, int] = (48, 44, 40),
+    *,
+    radii: tuple[float, float, float] = (19.0, 17.0, 15.0),
+    thickness: float = 5.0,
+) -> np.ndarray:
+    """The bool cavity that hollow_ellipsoid (same arguments) encloses: no voxel of the shell lies in it."""
+    return np.sum((_centred_grid(shape) / (np.asarray(radii) - thickness)) ** 2, axis=-1) <= 1.0
+
+
+def winding_numbers(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Generalized winding number of a closed, outward triangle mesh at each point: 1 inside, 0 outside.
+
+    Sum of the faces' signed solid angles (Van Oosterom & Strackee) / 4π; needs no spatial index.
+    """
+    triangles = np.asarray(vertices, float)[np.asarray(faces)]
+    out = np.zeros(len(points))
+    for start in range(0, len(points), 32):
+        corners = triangles[None] - np.asarray(points, float)[start : start + 32, None, None]  # (P, F, 3, 3)
+        a, b, c = corners[..., 0, :], corners[..., 1, :], corners[..., 2, :]
+        la, lb, lc = (np.linalg.norm(v, axis=-1) for v in (a, b, c))
+        numerator = np.einsum("pfi,pfi->pf", a, np.cross(b, c))
+        denominator = (la * lb * lc + np.einsum("pfi,pfi->pf", a, b) * lc + np.einsum("pfi,pfi->pf", b, c) * la
+                       + np.einsum("pfi,pfi->pf", c, a) * lb)
+        out[start : start + 32] = 2 * np.arctan2(numerator, denominator).sum(axis=1) / (4 * np.pi)
+    return out
+
+
+def implant_coloured(image: np.ndarray) -> np.ndarray:
+    """Pixels of a preview (H, W, 3 floats) in the implant's blue (pcc.preview.IMPLANT: blue − red = 0.85;
+    the bone, backgrounds and labels have blue − red ≤ 0.06)."""
+    return image[..., 2] > image[..., 0] + 0.25
+
+
+def bone_coloured(image: np.ndarray) -> np.ndarray:
+    """Pixels of a preview in a lit shade of the bone's ivory (pcc.preview.BONE)."""
+    return (image[..., 0] > 0.45) & (image[..., 0] >= image[..., 2]) & (image[..., 0] - image[..., 2] < 0.25)
+
+
+def preview_panels(image: np.ndarray) -> dict[str, np.ndarray]:
+    """The seven panels of a pcc.preview picture (figure layout of render_preview): four 3-D views in the
+    upper row (view0..view3: top, side, front, facing the defect / back) and the axial, coronal and
+    sagittal slices in the lower row; the heading with its colour legend (top 10 %) is left out."""
+    height, width = image.shape[:2]
+    upper, lower = image[int(0.10 * height) : int(0.55 * height)], image[int(0.58 * height) :]
+    panels = {f"view{i}": upper[:, i * width // 4 : (i + 1) * width // 4] for i in range(4)}
+    slices = ("axial", "coronal", "sagittal")
+    panels |= {name: lower[:, i * width // 3 : (i + 1) * width // 3] for i, name in enumerate(slices)}
+    return panels
 
 
 @pytest.fixture()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +12,13 @@ from pathlib import Path
 import nrrd
 import numpy as np
 import pytest
+import trimesh
+from scipy import ndimage
 
-from conftest import TILTED_DIRECTIONS, hollow_ellipsoid
-from pcc.io import read_cloud
+from conftest import REPO, TILTED_DIRECTIONS, ellipsoid_cavity, hollow_ellipsoid, winding_numbers
+from pcc.cli import build_parser
+from pcc.io import read_cloud, read_volume
+from pcc.printing import voxel_world_box
 
 
 def pcc(*args: str | Path) -> subprocess.CompletedProcess:
@@ -21,11 +27,14 @@ def pcc(*args: str | Path) -> subprocess.CompletedProcess:
     )
 
 
+SHAPE, RADII, THICKNESS = (40, 36, 32), (16.0, 14.0, 12.0), 4.0
+
+
 @pytest.fixture()
 def case(tmp_path) -> Path:
     """A binary tilted-grid volume written as int32 gzip NRRD, like the real files."""
     path = tmp_path / "implant.nrrd"
-    array = hollow_ellipsoid((40, 36, 32), radii=(16, 14, 12), thickness=4, hole_radius=6).astype(np.int32)
+    array = hollow_ellipsoid(SHAPE, radii=RADII, thickness=THICKNESS, hole_radius=6).astype(np.int32)
     nrrd.write(
         str(path), array,
         {"space": "left-posterior-superior", "space directions": TILTED_DIRECTIONS, "space origin": np.array([-12.0, 3.5, 7.25]), "encoding": "gzip"},
@@ -33,11 +42,51 @@ def case(tmp_path) -> Path:
     return path
 
 
-def test_help_has_an_example_per_command_and_version():
-    for command in ("to-points", "to-volume", "mesh"):
-        result = pcc(command, "--help")
-        assert result.returncode == 0
-        assert "example:" in result.stdout and f"pcc {command} " in result.stdout.split("example:")[1]
+def _commands() -> list[str]:
+    """Every sub-command of the real parser (a new one without an example fails the test below)."""
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sorted(action.choices)
+
+
+def _examples(help_text: str) -> list[str]:
+    """The command lines under the last 'example:' / 'examples:' heading of a --help text."""
+    lines = help_text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line in ("example:", "examples:")]
+    examples = []
+    for line in lines[starts[-1] + 1 :] if starts else []:
+        if not line.strip():
+            break
+        examples.append(line.strip())
+    return examples
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_help_shows_a_real_example(command):
+    result = pcc(command, "--help")
+    assert result.returncode == 0, result.stderr
+    examples = _examples(result.stdout)
+    assert examples, f"'pcc {command} --help' shows no example:\n{result.stdout[-500:]}"
+    assert all(line.startswith(f"pcc {command} ") for line in examples), examples
+    for line in examples:  # each example is a command line its parser accepts
+        words = shlex.split(line)[1:]
+        if command == "train":  # the Lightning CLI's own parser checks the config and options, without training
+            if "--print_config" not in words:
+                words.append("--print_config")
+            check = subprocess.run([sys.executable, "-m", "pcc.cli", *words], capture_output=True, text=True, timeout=120,
+                                   cwd=REPO)
+            assert check.returncode == 0, (line, check.stderr[-800:])
+        else:
+            try:
+                assert build_parser().parse_args(words).command == command
+            except SystemExit:
+                pytest.fail(f"the example {line!r} does not parse")
+    if command == "train":  # still the Lightning CLI's help, followed by pcc's examples
+        assert "{fit,validate,test,predict}" in result.stdout
+        assert any(line.startswith("pcc train fit --config configs/skullfix.yaml") for line in examples)
+
+
+def test_version():
     result = pcc("--version")
     assert result.returncode == 0 and result.stdout.startswith("pcc ")
 
@@ -58,12 +107,24 @@ def test_round_trip_through_the_cli(tmp_path, case):
     assert data.dtype == np.uint8 and header["encoding"] == "gzip"
     assert np.array_equal(header["space directions"], original_header["space directions"])
     assert np.array_equal(header["space origin"], original_header["space origin"])
+    # the cavity the shell encloses stays empty: nothing beyond its boundary voxels is set
+    cavity = ellipsoid_cavity(SHAPE, radii=RADII, thickness=THICKNESS)
+    assert not data[ndimage.binary_erosion(cavity)].any() and data[cavity].sum() < 0.01 * cavity.sum()
     dice = 2 * np.count_nonzero(data & (original != 0)) / (np.count_nonzero(data) + np.count_nonzero(original))
     assert dice > 0.95
 
     result = pcc("mesh", case, "-o", tmp_path / "m.stl")
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "m.stl").stat().st_size > 1000
+    mesh = trimesh.load(tmp_path / "m.stl")
+    volume = read_volume(case)
+    assert mesh.is_watertight and mesh.body_count == 1 and mesh.volume > 0
+    assert np.abs(mesh.bounds - np.stack(voxel_world_box(volume))).max() <= volume.spacing.max()  # world mm, in place
+    assert mesh.volume == pytest.approx(np.count_nonzero(original) * volume.voxel_volume, rel=0.02)
+    # the printed shell is hollow: inside its wall, outside its cavity (the winding number tells them apart)
+    wall = volume.index_to_world(np.argwhere(ndimage.binary_erosion(original != 0))[::97])
+    hollow = volume.index_to_world(np.argwhere(cavity)[::97])
+    assert np.all(winding_numbers(mesh.vertices, mesh.faces, wall) > 0.5)
+    assert np.all(winding_numbers(mesh.vertices, mesh.faces, hollow) < 0.5)
     result = pcc("to-points", case, "-o", tmp_path / "p.xyz", "-n", "100", "--no-normals")
     assert result.returncode == 0 and read_cloud(tmp_path / "p.xyz").normals is None
     assert (case.read_bytes(), case.stat().st_mtime_ns) == before  # the input is untouched

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import TILTED_DIRECTIONS, hollow_ellipsoid
+from conftest import TILTED_DIRECTIONS, bone_coloured, hollow_ellipsoid, implant_coloured, preview_panels
 from pcc.errors import InputError
 from pcc.preview import BONE, IMPLANT, _shaded, render, render_preview
 from pcc.volume import Volume
@@ -26,18 +26,34 @@ def test_preview_writes_a_picture_showing_bone_and_implant(tmp_path):
     render_preview(defective, implant, path, title="synthetic")
     image = matplotlib.image.imread(path)[..., :3]
     assert image.shape[0] > 600 and image.shape[1] > 1000
-    # both colours appear, shaded (many distinct tones, not flat masks)
-    blue = (image[..., 2] > image[..., 0] + 0.25)
-    bone = (image[..., 0] > 0.5) & (np.abs(image[..., 0] - image[..., 2]) < 0.25)
-    assert blue.mean() > 0.005 and bone.mean() > 0.02
+    # every 3-D view and slice shows the cap in the implant's blue beside the bone (the legend is left out)
+    for name, panel in preview_panels(image).items():
+        assert implant_coloured(panel).mean() > 0.005 and bone_coloured(panel).mean() > 0.02, name
+    # where it is drawn: the hole is in the middle of the top view and of the view facing the defect
+    for name in ("view0", "view3"):
+        panel = preview_panels(image)[name]
+        row, column = panel.shape[0] // 2, panel.shape[1] // 2
+        assert implant_coloured(panel[row - 10 : row + 10, column - 10 : column + 10]).all(), name
+    # shaded (many distinct tones, not flat masks)
+    bone = bone_coloured(image)
     assert len(np.unique(image[bone].round(2), axis=0)) > 50
     assert not list(tmp_path.glob(".*tmp*"))
 
 
 def test_preview_of_an_empty_implant_shows_the_skull(tmp_path):
+    import matplotlib.image
+
     defective, implant = case()
     render_preview(defective, implant.with_array(np.zeros_like(implant.array)), tmp_path / "empty.png")
-    assert (tmp_path / "empty.png").stat().st_size > 20_000
+    image = matplotlib.image.imread(tmp_path / "empty.png")[..., :3]
+    for name, panel in preview_panels(image).items():
+        assert not implant_coloured(panel).any(), name  # nothing drawn as implant
+        assert bone_coloured(panel).mean() > 0.05, name  # the skull is drawn in every view and slice
+
+
+def test_colour_checks_follow_the_palette():
+    assert implant_coloured(IMPLANT[None]).all() and not implant_coloured(BONE[None]).any()
+    assert bone_coloured(BONE[None]).all() and not bone_coloured(IMPLANT[None]).any()
 
 
 def test_preview_needs_png_and_one_grid(tmp_path):

@@ -200,6 +200,7 @@ def test_skull_touching_the_border_and_bit_identical_reruns(tiny_model):
     assert np.array_equal(first.array, second.array)  # deterministic on the CPU
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED.exists(), reason="needs the shipped weights pcc/weights/skullfix.pt (not trained yet)")
 def test_shipped_model_finds_no_defect_in_a_complete_skull(shared_data, tmp_path, capsys):
     source = sorted((shared_data / "skullfix" / "training_set" / "complete_skull").glob("*.nrrd"))[-1]
@@ -210,6 +211,7 @@ def test_shipped_model_finds_no_defect_in_a_complete_skull(shared_data, tmp_path
 
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED.exists(), reason="needs the shipped weights pcc/weights/skullfix.pt")
 def test_shipped_model_fills_both_holes_of_a_bilateral_defect(shared_data):
     """Two separate defects (pcc's bilateral shape in a validation skull, never trained on): both filled."""

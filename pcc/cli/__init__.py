@@ -36,21 +36,27 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in (learned, convert, toolkit):
         module.register(commands)
-    # `pcc train ...` is handed to the Lightning CLI in main(); listed here for --help only.
+    # `pcc train ...` is handed to the Lightning CLI in main(); listed here for 'pcc --help' and the
+    # example that 'pcc train --help' prints after the Lightning CLI's own help.
     add_command(
         commands, "train", help="Train the point-completion network through the Lightning CLI (see 'pcc train --help').",
-        example="pcc train fit --config configs/skullfix.yaml --data.root ../shared/data/skullfix/training_set",
+        example=("pcc train fit --config configs/skullfix.yaml --data.root ../shared/data/skullfix/training_set",
+                 "pcc train fit --config configs/skullfix.yaml --print_config"),
     )
     return parser
 
 
-def add_command(commands: argparse._SubParsersAction, name: str, *, help: str, example: str) -> argparse.ArgumentParser:
-    """Add a sub-command whose --help ends with an example."""
+def add_command(
+    commands: argparse._SubParsersAction, name: str, *, help: str, example: str | Sequence[str]
+) -> argparse.ArgumentParser:
+    """Add a sub-command whose --help ends with one example command line (a string) or several."""
+    examples = [example] if isinstance(example, str) else list(example)
+    heading = "example:" if len(examples) == 1 else "examples:"
     return commands.add_parser(
         name,
         help=help,
         description=help,
-        epilog=f"example:\n  {example}",
+        epilog=heading + "".join(f"\n  {line}" for line in examples),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
@@ -60,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["train"]:  # the Lightning CLI parses its own arguments
         from pcc.training import train_cli
 
+        if argv[1:] in (["-h"], ["--help"]):
+            return _train_help(train_cli)
         return _guarded(lambda: train_cli(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -67,6 +75,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     return _guarded(lambda: args.run(args))
+
+
+def _train_help(train_cli) -> int:
+    """`pcc train --help`: the Lightning CLI's help (its usage named 'pcc train'), then pcc's examples of
+    the train command."""
+    program = sys.argv[0]
+    sys.argv[0] = "pcc train"  # argparse names the program after sys.argv[0]; restored below
+    try:
+        train_cli(["--help"])
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise
+    finally:
+        sys.argv[0] = program
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    train = commands.choices["train"]
+    sys.stdout.write("\npcc train hands its arguments to the Lightning CLI above: 'pcc train fit --help' lists the "
+                     f"trainer, model and data options.\n\n{train.epilog}\n")
+    return 0
 
 
 def _guarded(run) -> int:

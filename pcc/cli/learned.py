@@ -33,8 +33,9 @@ def _int(text: str) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     p = add_command(
         commands, "implant", help="Design the implant for a defective skull (a .nrrd/.nii(.gz) file or a folder of them).",
-        example="pcc implant defective_skull/000.nrrd -o implant_000.nrrd --stl implant_000.stl --preview 000.png\n"
-        "  pcc implant defective_skull/ -o implants/ --stl stl/ --preview png/ --report run.json --num-parts 2 --part-id 0",
+        example=("pcc implant defective_skull/000.nrrd -o implant_000.nrrd --stl implant_000.stl --preview 000.png",
+                 "pcc implant defective_skull/ -o implants/ --stl stl/ --preview png/ --report run.json --num-parts 2 --part-id 0",
+                 "pcc implant defective_skull/ -o implants/ --workers 4 --device cuda"),
     )
     p.add_argument("input", help="defective skull volume (.nrrd, .nii, .nii.gz) or a folder of them")
     p.add_argument("-o", "--output", required=True, help="implant volume, or a folder when INPUT is a folder (same file names)")
