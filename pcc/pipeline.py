@@ -8,7 +8,9 @@ Stages: the skull's surface is sampled (world mm); the global network places a f
 (run on GLOBAL_PASSES resamplings of the skull, the most central prediction kept, or the next
 distinct one when it lies on intact bone);
 the local network predicts the implant's surface points with normals in that frame (several
-resamplings of the input, every other one mirrored, merged, the frame re-fitted to the prediction);
+resamplings of the input, every other one mirrored, merged, the frame re-fitted to the prediction; a
+local network built with prior=True also gets the skull's mirror image aligned around the frame,
+pcc.symmetry);
 the points are voxelized on the input's grid (pcc.voxelize); clean-up smooths that solid (Gaussian,
 SURFACE_SMOOTHING_MM) after dropping what lies beyond IMPLANT_REACH_MM of the points, joins it to the
 bone rim (closing of implant ∪ skull), subtracts the skull and drops thin slivers away from the
@@ -209,6 +211,8 @@ def predict_implant_cloud(
     other_guesses: when every defect of the most central guess is intact bone, try the other guesses,
     most central first, each farther than DEFECT_GAP_MM from those tried, until one is not;
     mirror: mirror every other local resampling left-right (x of the frame) and its prediction back.
+    A local_net with prior=True gets sizes.prior_input points of the skull's mirror image, aligned on the
+    whole skull once and around each frame again (pcc.symmetry), cropped like its skull input.
     """
     device = next(local_net.parameters()).device
     rng = np.random.default_rng(seed)
