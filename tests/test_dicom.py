@@ -314,3 +314,37 @@ def test_missing_folder_and_folder_without_dicom_are_refused(tmp_path: Path) -> 
     with pytest.raises(InputError, match="holds no DICOM image series"):
         read_series(tmp_path)
     assert list_series(tmp_path) == []
+
+
+def test_pcc_segment_reads_a_dicom_folder_onto_the_series_grid(tmp_path: Path, capsys) -> None:
+    """`pcc segment FOLDER -o skull.nrrd`: the skull of a synthetic CT series (a bone shell at 1000 HU in
+    water at 0 HU), written on the series' own grid; several series need --series."""
+    from pcc.cli import main
+    from pcc.io import read_volume
+
+    rows, columns, slices = 20, 24, 12
+    index = np.indices((slices, rows, columns)).astype(float)
+    centre = (np.array([slices, rows, columns]) - 1) / 2.0
+    radius = np.sqrt(sum(((index[a] - centre[a]) * s) ** 2 for a, s in enumerate((1.25, 0.7, 0.5))))
+    shell = (radius > 4.0) & (radius < 5.5)
+    stored = np.where(shell, 2024, 1024).astype(np.int16)  # HU = stored − 1024
+    folder = tmp_path / "series"
+    folder.mkdir()
+    uid, study = generate_uid(), generate_uid()
+    for k in np.random.default_rng(0).permutation(slices):
+        _write_slice(folder / uuid.uuid4().hex, stored[k], np.array([-6.0, -7.0, 30.0 + 1.25 * k]), series_uid=uid,
+                     study_uid=study, series_number=5, instance_number=int(k) + 1)
+    output = tmp_path / "skull.nrrd"
+    assert main(["segment", str(folder), "-o", str(output)]) == 0
+    skull, ct = read_volume(output), read_series(folder)
+    assert skull.same_grid(ct)
+    assert np.array_equal(skull.mask(), np.transpose(shell, (2, 1, 0)))  # (slice, row, column) → (x, y, z)
+
+    _write_slice(folder / "other", stored[0], np.array([0.0, 0.0, 0.0]), series_uid=generate_uid(), study_uid=study,
+                 series_number=9, instance_number=1, description="scout")
+    output.unlink()
+    assert main(["segment", str(folder), "-o", str(output)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--series" in error[0] and "scout" in error[0] and not output.exists()
+    assert main(["segment", str(folder), "-o", str(output), "--series", "5"]) == 0
+    assert np.array_equal(read_volume(output).mask(), np.transpose(shell, (2, 1, 0)))

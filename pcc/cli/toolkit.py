@@ -30,9 +30,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = add_command(
         commands, "segment",
         help="Binary skull from a head CT: bone threshold in HU, largest component, island and table removal.",
-        example="pcc segment head_ct.nii.gz -o skull.nrrd",
+        example=("pcc segment head_ct.nii.gz -o skull.nrrd",
+                 "pcc segment dicom/series_folder/ -o skull.nrrd --series 3"),
     )
-    p.add_argument("ct", help="head CT in Hounsfield units (.nrrd, .nii, .nii.gz)")
+    p.add_argument("ct", help="head CT in Hounsfield units: .nrrd, .nii, .nii.gz, or a folder of one DICOM series")
+    p.add_argument("--series", default=None, metavar="N|UID",
+                   help="the series to read when the DICOM folder holds several (SeriesNumber or SeriesInstanceUID)")
     p.add_argument("-o", "--output", required=True, help="output skull mask (.nrrd, .nii, .nii.gz)")
     p.add_argument("--low", type=float, default=None, help="lower bone threshold in HU (default: the organizers' 100)")
     p.add_argument("--high", type=float, default=None, help="upper bone threshold in HU (default: no upper limit)")
@@ -84,7 +87,14 @@ def _segment(args: argparse.Namespace) -> None:
     output = check_output(args.output, args.ct)
     if not is_volume_path(output):
         raise InputError(f"{output}: output must end in .nrrd, .nii or .nii.gz")
-    ct = read_volume(args.ct)
+    if Path(args.ct).is_dir():
+        from pcc.dicom import read_series
+
+        ct = read_series(args.ct, args.series)
+    elif args.series is not None:
+        raise InputError("--series applies to a folder of DICOM files; give the folder, or drop --series")
+    else:
+        ct = read_volume(args.ct)
     kwargs = {k: v for k, v in (("low", args.low), ("high", args.high)) if v is not None}
     skull = segment_skull(ct, **kwargs)
     write_volume(output, ct.with_array(skull.astype("uint8")))
