@@ -21,7 +21,6 @@ completed with that implant (SEARCH_ROUNDS), for a defect the first passed over.
 from __future__ import annotations
 
 import importlib
-import itertools
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -236,8 +235,6 @@ def predict_implant_cloud(
         """(passes, prior_input, 6) aligned mirror image around the frame, or None for a network without the prior."""
         if whole_mirror is None:
             return None
-        from pcc import symmetry
-
         fit = symmetry.local_mirror(skull_points, skull_normals, whole_mirror, frame.centre, frame.scale)
         points, normals = symmetry.mirrored_points(skull_points, skull_normals, fit)
         prior = np.stack([crop_and_sample(points, normals, frame, sizes.prior_input, rng) for _ in range(passes)])
@@ -294,10 +291,7 @@ def share_near_bone(points: np.ndarray, bone: Volume, distance_mm: float) -> flo
     grid are not bone). Only the bone voxels in the points' box widened by distance_mm are looked at."""
     if not len(points):
         return 0.0
-    corners = np.array(list(itertools.product(*zip(points.min(axis=0) - distance_mm, points.max(axis=0) + distance_mm))))
-    corner_index = bone.world_to_index(corners)  # the widened box's index-space image is a parallelepiped
-    lower = np.maximum(np.floor(corner_index.min(axis=0)).astype(int), 0)
-    upper = np.minimum(np.ceil(corner_index.max(axis=0)).astype(int) + 1, bone.shape)
+    lower, upper = bone.index_box(points.min(axis=0) - distance_mm, points.max(axis=0) + distance_mm)
     if np.any(upper <= lower):
         return 0.0
     voxels = np.argwhere(np.asarray(bone.array)[tuple(slice(a, b) for a, b in zip(lower, upper))] != 0) + lower

@@ -157,11 +157,7 @@ def mirror_implant(defective, fit: MirrorFit, centre: np.ndarray, reach_mm: floa
     from pcc.pipeline import _drop_fragments, _radius_voxels, drop_slivers
 
     skull = defective.mask()
-    corners = np.array([[centre[0] + sx * reach_mm, centre[1] + sy * reach_mm, centre[2] + sz * reach_mm]
-                        for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
-    index = defective.world_to_index(corners)
-    lower = np.maximum(np.floor(index.min(axis=0)).astype(int), 0)
-    upper = np.minimum(np.ceil(index.max(axis=0)).astype(int) + 1, skull.shape)
+    lower, upper = defective.index_box(centre - reach_mm, centre + reach_mm)
     if np.any(upper <= lower):
         return np.zeros_like(skull)
     directions = defective.directions

@@ -11,6 +11,7 @@ not be orthogonal to the coordinate axes (gantry tilt).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,16 @@ class Volume:
     def world_to_index(self, xyz: np.ndarray) -> np.ndarray:
         """(N, 3) world mm → (N, 3) continuous voxel indices."""
         return np.linalg.solve(self.directions.T, (np.asarray(xyz, dtype=np.float64) - self.origin).T).T
+
+    def index_box(self, lower_mm: np.ndarray, upper_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Index bounds [lower, upper) of the voxels covering the world box lower_mm..upper_mm (3,) mm,
+        clipped to the array (upper ≤ lower on some axis when the box misses it). The world box's image
+        in index space is a parallelepiped (sheared grids): its eight corners bound it."""
+        corners = np.array(list(itertools.product(*zip(lower_mm, upper_mm))), dtype=np.float64)
+        index = self.world_to_index(corners)
+        lower = np.maximum(np.floor(index.min(axis=0)).astype(int), 0)
+        upper = np.minimum(np.ceil(index.max(axis=0)).astype(int) + 1, self.shape)
+        return lower, upper
 
     def with_array(self, array: np.ndarray) -> "Volume":
         """The same grid holding another array of the same shape."""

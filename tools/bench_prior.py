@@ -26,8 +26,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_robustness import _select as select_cases  # noqa: E402 (same case choice and seeds)
+
 from pcc import symmetry  # noqa: E402
-from pcc.data import case_names, default_validation_split  # noqa: E402
 from pcc.defects import SHAPES, make_defect  # noqa: E402
 from pcc.frames import defect_frame  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
@@ -68,13 +69,7 @@ def main() -> None:
     args = parser.parse_args()
 
     root = Path(args.root)
-    development = default_validation_split(case_names(root))
-    if args.cases == "validation":
-        names = development
-    elif args.cases.isdigit():
-        names = development[: int(args.cases)]
-    else:
-        names = [n if n.endswith(".nrrd") else f"{n}.nrrd" for n in args.cases.split(",")]
+    names = select_cases(root, args.cases)
     requested = [s.strip() for s in args.shapes.split(",")]
     shapes = [s for s in requested if s not in ("all", "real")] + (list(SHAPES) if "all" in requested else [])
     rows: list[list] = []
