@@ -24,13 +24,33 @@ from pcc.errors import InputError
 
 
 @dataclass(frozen=True)
+class CtInput:
+    """How to read a job whose input is a head CT in Hounsfield units rather than a binary skull.
+
+    series: the DICOM series to read (SeriesNumber or SeriesInstanceUID) when the source folder holds
+        several; None when it holds one, or when the source is a .nrrd/.nii(.gz) CT.
+    low_hu, high_hu: bone threshold of the segmentation (pcc.segment.segment_skull).
+    """
+
+    series: str | None = None
+    low_hu: float = 100.0
+    high_hu: float = float("inf")
+
+
+@dataclass(frozen=True)
 class Job:
-    """One case: its input and the outputs asked for (None: not asked for)."""
+    """One case: its input and the outputs asked for (None: not asked for).
+
+    ct: None when the source is a binary defective skull; otherwise the source is a head CT (a DICOM
+        series folder or a .nrrd/.nii(.gz) volume in HU), segmented first, and every output lies on the
+        CT's own grid and in its patient coordinates.
+    """
 
     source: Path
     output: Path
     stl: Path | None = None
     preview: Path | None = None
+    ct: CtInput | None = None
 
     @property
     def name(self) -> str:
@@ -56,6 +76,10 @@ def plan_folder(source: Path, out_dir: Path, *, stl_dir: Path | None = None, pre
     """Jobs for every volume of a folder: same file names in out_dir, <name>.stl / <name>.png beside."""
     inputs = folder_inputs(source)
     if not inputs:
+        from pcc.dicom import list_series
+
+        if list_series(source):
+            raise InputError(f"{source} holds a DICOM series: add --ct to segment the CT and design its implant")
         raise InputError(f"{source} holds no .nrrd/.nii/.nii.gz volumes: give a folder of defective skulls")
     jobs = []
     for path in inputs:
@@ -142,7 +166,7 @@ def run_jobs(
     if len(needs_model) == 1 and not keep_going:
         # One case: check its input (cheap) before loading the model, so a bad file is reported as such.
         start = time.perf_counter()
-        checked[needs_model[0].source] = (_read_defective(needs_model[0].source), time.perf_counter() - start)
+        checked[needs_model[0].source] = (read_skull(needs_model[0]), time.perf_counter() - start)
     if needs_model:
         model()  # fail early (bad --model or --device) before any case
     report = RunReport.start(model=state["model"], device=device, command=command, options=options)
@@ -242,12 +266,33 @@ def _design_in_workers(jobs: list[Job], workers: int, model_path, device: str, o
             yield futures[future], future.result()
 
 
-def _read_defective(path: Path):
-    """Read a defective skull volume and check that it is a usable binary mask (InputError otherwise)."""
+def read_skull(job: Job):
+    """The job's defective skull as a binary Volume (InputError when the input cannot be one).
+
+    A binary skull volume is read and checked; a CT (job.ct) is read (a DICOM series folder through
+    pcc.dicom, or a volume file) and segmented with pcc.segment.segment_skull onto its own grid; the
+    skull keeps the CT's header (for a DICOM series: its identifiers, never the patient's name).
+    """
     from pcc.io import read_volume
     from pcc.volume import require_binary
 
-    return require_binary(read_volume(path), path)
+    if job.ct is None:
+        return require_binary(read_volume(job.source), job.source)
+    from pcc.segment import segment_skull
+
+    if job.source.is_dir():
+        from pcc.dicom import read_series
+
+        ct = read_series(job.source, job.ct.series)
+    else:
+        if job.ct.series is not None:
+            raise InputError("--series picks a series in a folder of DICOM files; the input is a volume file")
+        ct = read_volume(job.source)
+    if ct.array.dtype == bool or (ct.array.dtype.kind in "iu" and ct.array.size and int(ct.array.max()) <= 1
+                                  and int(ct.array.min()) >= 0):
+        raise InputError(f"{job.source} holds only 0 and 1, a mask rather than a CT in Hounsfield units: "
+                         "drop --ct to design from a binary skull")
+    return ct.with_array(segment_skull(ct, low=job.ct.low_hu, high=job.ct.high_hu).astype("uint8"))
 
 
 def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: bool = True,
@@ -268,7 +313,7 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
     total = time.perf_counter()
     start = time.perf_counter()
     if defective is None:
-        defective = _read_defective(job.source)
+        defective = read_skull(job)
         timings["read"] = time.perf_counter() - start
     else:
         defective, timings["read"] = defective
@@ -294,6 +339,7 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
     record: dict[str, Any] = {
         "case": job.name,
         "input": str(job.source),
+        **({"ct": _ct_record(job, defective)} if job.ct is not None else {}),
         "status": "done",
         "outputs": {"volume": str(job.output), "stl": _str(job.stl), "preview": _str(job.preview)},
         "grid": {"shape": list(implant.shape), "spacing_mm": implant.spacing.round(6).tolist(), "space": implant.space},
@@ -351,6 +397,17 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
     timings["total"] = time.perf_counter() - total
     record["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     record["warnings"] = warnings
+    return record
+
+
+def _ct_record(job: Job, skull) -> dict[str, Any]:
+    """What the report says about a CT input: its series' identifiers (DICOM) and the segmentation's settings."""
+    series_keys = ("SeriesInstanceUID", "StudyInstanceUID", "SeriesNumber", "SeriesDescription", "Modality")
+    record: dict[str, Any] = {"format": "DICOM series" if job.source.is_dir() else "volume",
+                              "bone_threshold_hu": [job.ct.low_hu, job.ct.high_hu]}
+    if job.source.is_dir():
+        record["series"] = {key: skull.header.get(key) for key in series_keys}
+    record["skull_voxels"] = int(skull.mask().sum())
     return record
 
 

@@ -126,6 +126,55 @@ class ImplantCompletion(L.LightningModule):
             checkpoint["pcc_sizes"] = asdict(datamodule.sizes)
 
 
+def cosine_factor(fraction: float, final_lr_fraction: float, warmup_fraction: float) -> float:
+    """Learning-rate factor at `fraction` (0..1) of a schedule: a linear warm-up over the first
+    `warmup_fraction`, times a cosine from 1 down to `final_lr_fraction` over the whole schedule."""
+    fraction = min(1.0, max(0.0, fraction))
+    factor = final_lr_fraction + (1 - final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * fraction))
+    if warmup_fraction > 0:
+        factor *= min(1.0, fraction / warmup_fraction)
+    return factor
+
+
+def set_learning_rates(trainer: L.Trainer, pl_module: L.LightningModule, base_lrs: list[float], factor: float) -> None:
+    """Set every optimizer parameter group's learning rate to its base rate times `factor`, and log it."""
+    groups = [group for opt in trainer.optimizers for group in opt.param_groups]
+    for group, base in zip(groups, base_lrs):
+        group["lr"] = base * factor
+    pl_module.log("train/lr", groups[0]["lr"], batch_size=1)
+
+
+class StepSchedule(L.Callback):
+    """A schedule fixed in optimizer steps: the learning rate rises linearly from 0 over
+    `warmup_steps`, then follows a cosine from its configured value down to `final_lr_fraction` of it
+    at `trainer.max_steps`, where training ends. The same config gives the same schedule on any machine
+    (use it instead of an lr_scheduler; set trainer.max_steps and a high trainer.max_epochs).
+    A resumed run goes on from its checkpoint's step.
+    """
+
+    def __init__(self, warmup_steps: int = 0, final_lr_fraction: float = 0.01):
+        self.warmup_steps, self.final_lr_fraction = warmup_steps, final_lr_fraction
+        self.base_lrs: list[float] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.max_steps is None or trainer.max_steps <= 0:
+            raise ValueError("StepSchedule needs trainer.max_steps (the schedule's length in optimizer steps); "
+                             "set it in the config or give --trainer.max_steps N")
+        if not self.base_lrs:  # a resumed run keeps the learning rates it started with
+            self.base_lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        total = trainer.max_steps  # step k (counted from 0) trains at the rate of fraction (k + 1) / total
+        factor = cosine_factor((trainer.global_step + 1) / total, self.final_lr_fraction, self.warmup_steps / total)
+        set_learning_rates(trainer, pl_module, self.base_lrs, factor)
+
+    def state_dict(self) -> dict:
+        return {"base_lrs": list(self.base_lrs)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.base_lrs = list(state_dict["base_lrs"])
+
+
 class TimeBudget(L.Callback):
     """Train for a fixed wall time: the learning rate follows a cosine from its configured value down
     to `final_lr_fraction` of it over `minutes` (after an optional linear warm-up over
@@ -152,15 +201,9 @@ class TimeBudget(L.Callback):
             self.base_lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        elapsed = self.elapsed()
-        fraction = min(1.0, elapsed / self.seconds)
-        factor = self.final_lr_fraction + (1 - self.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * fraction))
-        if self.warmup_seconds > 0:  # linear warm-up, e.g. while a fine-tune's fresh optimizer state settles
-            factor *= min(1.0, elapsed / self.warmup_seconds)
-        groups = [group for opt in trainer.optimizers for group in opt.param_groups]
-        for group, base in zip(groups, self.base_lrs):
-            group["lr"] = base * factor
-        pl_module.log("train/lr", groups[0]["lr"], batch_size=1)
+        # linear warm-up, e.g. while a fine-tune's fresh optimizer state settles
+        factor = cosine_factor(self.elapsed() / self.seconds, self.final_lr_fraction, self.warmup_seconds / self.seconds)
+        set_learning_rates(trainer, pl_module, self.base_lrs, factor)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         done = self.elapsed() >= self.seconds

@@ -497,6 +497,62 @@ def test_time_budget_warms_up_linearly_then_follows_the_cosine():
     assert np.allclose(lrs, [0.25 * cosine[0], 0.5 * cosine[1], cosine[2], cosine[3]])
 
 
+def test_step_schedule_warms_up_linearly_then_follows_the_cosine_over_max_steps():
+    from types import SimpleNamespace
+
+    from pcc.training import StepSchedule
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    trainer = SimpleNamespace(optimizers=[optimizer], max_steps=100, global_step=0)
+    module = SimpleNamespace(log=lambda *args, **kwargs: None)
+    schedule = StepSchedule(warmup_steps=10, final_lr_fraction=0.0)
+    schedule.on_train_start(trainer, module)
+    lrs = []
+    for step in (0, 4, 9, 49, 99):
+        trainer.global_step = step
+        schedule.on_train_batch_start(trainer, module, None, 0)
+        lrs.append(optimizer.param_groups[0]["lr"])
+    cosine = [0.5 * (1 + np.cos(np.pi * (k + 1) / 100)) for k in (0, 4, 9, 49, 99)]
+    assert np.allclose(lrs, [0.1 * cosine[0], 0.5 * cosine[1], cosine[2], cosine[3], 0.0], atol=1e-12)
+    with pytest.raises(ValueError, match="max_steps"):
+        StepSchedule().on_train_start(SimpleNamespace(optimizers=[optimizer], max_steps=-1), module)
+
+
+def test_step_schedule_ends_at_max_steps_and_a_resumed_run_keeps_its_place(tmp_path):
+    """The shipped config's schedule through the Lightning CLI: training stops at trainer.max_steps with the
+    rate annealed; resumed from a mid-run checkpoint, it continues the same schedule."""
+    config = _tiny_training(tmp_path)
+    schedule = ["--trainer.max_epochs", "1000", "--trainer.limit_val_batches", "0",
+                "--trainer.callbacks+=pcc.training.StepSchedule", "--trainer.callbacks.warmup_steps", "2"]
+    result = _run_pcc("train", "fit", "--config", str(config), "--trainer.max_steps", "3", *schedule)
+    assert result.returncode == 0, result.stderr[-2000:]
+    first = tmp_path / "runs" / "tiny" / "version_0"
+    checkpoint = sorted((first / "checkpoints").glob("*.ckpt"))[-1]
+    assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == 3
+    result = _run_pcc("train", "fit", "--config", str(config), "--trainer.max_steps", "8", *schedule,
+                      "--ckpt_path", str(checkpoint))
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = torch.load(sorted((tmp_path / "runs" / "tiny" / "version_1" / "checkpoints").glob("*.ckpt"))[-1],
+                      map_location="cpu", weights_only=True)
+    assert last["global_step"] == 8
+    # step 7 (the last) trains at a cosine fraction of 8/8: the final 1% of the configured rate
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.001 * 0.01)
+
+
+def test_shipped_training_config_is_from_scratch_and_fixed_in_steps():
+    """configs/skullfix.yaml (the shipped weights' command) parses, starts from random weights and ends
+    at a fixed step count with a step schedule (not a wall-clock budget)."""
+    result = _run_pcc("train", "fit", "--config", str(REPO / "configs" / "skullfix.yaml"), "--print_config")
+    assert result.returncode == 0, result.stderr[-2000:]
+    import yaml
+
+    config = yaml.safe_load(result.stdout)
+    assert config["model"].get("init_weights") is None
+    assert config["trainer"]["max_steps"] > 0
+    callbacks = [c["class_path"] for c in config["trainer"]["callbacks"]]
+    assert "pcc.training.StepSchedule" in callbacks and "pcc.training.TimeBudget" not in callbacks
+
+
 class _EchoNet(torch.nn.Module):
     """A stand-in network that returns its first input points (coarse and fine) and their normals."""
 

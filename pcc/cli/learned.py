@@ -35,9 +35,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         commands, "implant", help="Design the implant for a defective skull (a .nrrd/.nii(.gz) file or a folder of them).",
         example=("pcc implant defective_skull/000.nrrd -o implant_000.nrrd --stl implant_000.stl --preview 000.png",
                  "pcc implant defective_skull/ -o implants/ --stl stl/ --preview png/ --report run.json --num-parts 2 --part-id 0",
-                 "pcc implant defective_skull/ -o implants/ --workers 4 --device cuda"),
+                 "pcc implant defective_skull/ -o implants/ --workers 4 --device cuda",
+                 "pcc implant dicom/head_ct/ --ct -o implant.nrrd --stl implant.stl --report run.json"),
     )
-    p.add_argument("input", help="defective skull volume (.nrrd, .nii, .nii.gz) or a folder of them")
+    p.add_argument("input", help="defective skull volume (.nrrd, .nii, .nii.gz) or a folder of them; with --ct, "
+                                 "a head CT: a folder of one DICOM series, or a .nrrd/.nii/.nii.gz volume in HU")
+    p.add_argument("--ct", action="store_true",
+                   help="INPUT is a head CT in Hounsfield units: segment the skull first (as pcc segment does), then "
+                        "design the implant on the CT's own grid and patient coordinates")
+    p.add_argument("--series", default=None, metavar="N|UID",
+                   help="with --ct: the series to read when the DICOM folder holds several (SeriesNumber or UID)")
     p.add_argument("-o", "--output", required=True, help="implant volume, or a folder when INPUT is a folder (same file names)")
     p.add_argument("--stl", help="also write the printable implant mesh (binary STL, world mm); a folder when INPUT is a folder")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
@@ -64,11 +71,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _implant(args: argparse.Namespace) -> None:
-    from pcc.batch import Job, plan_folder, run_jobs, select_part
+    from pcc.batch import CtInput, Job, plan_folder, run_jobs, select_part
     from pcc.io import is_volume_path
     from pcc.pipeline import resolve_device
 
     source = Path(args.input)
+    if args.series is not None and not args.ct:
+        raise InputError("--series picks the DICOM series of a CT: add --ct (pcc implant SERIES_FOLDER --ct --series N)")
+    ct = CtInput(series=args.series) if args.ct else None
     if args.report is not None:
         check_output(args.report, source)
         if not args.report.lower().endswith(".json"):
@@ -77,7 +87,7 @@ def _implant(args: argparse.Namespace) -> None:
         raise InputError(f"model file {args.model} not found; give --model PATH of a pcc checkpoint")
     for option, path in (("-o", args.output), ("--stl", args.stl), ("--preview", args.preview), ("--report", args.report)):
         _check_not_under_a_file(option, path)
-    if source.is_dir():
+    if source.is_dir() and not args.ct:
         out_dir = Path(args.output)
         if out_dir.exists() and not out_dir.is_dir():
             raise InputError(f"{out_dir} is a file, but INPUT is a folder: give an output folder")
@@ -101,12 +111,13 @@ def _implant(args: argparse.Namespace) -> None:
                                      f"choose another output folder") from None
         keep_going, resume = True, True
     else:
-        if not source.is_file():
-            raise InputError(f"{source} does not exist: give a .nrrd/.nii/.nii.gz file or a folder of them")
+        if not source.exists():
+            raise InputError(f"{source} does not exist: give a .nrrd/.nii/.nii.gz file or a folder of them"
+                             + (" (with --ct: a DICOM series folder or a CT volume)" if args.ct else ""))
         if args.workers != 1:
-            raise InputError("--workers designs several cases of a folder at once; INPUT is a single file")
+            raise InputError("--workers designs several cases of a folder at once; INPUT is a single case")
         if args.num_parts != 1 or args.part_id != 0:
-            raise InputError("--num-parts and --part-id split a folder of cases; INPUT is a single file")
+            raise InputError("--num-parts and --part-id split a folder of cases; INPUT is a single case")
         if not is_volume_path(args.output):
             raise InputError(f"{args.output}: the implant output must end in .nrrd, .nii or .nii.gz")
         output = check_output(args.output, source)
@@ -116,7 +127,7 @@ def _implant(args: argparse.Namespace) -> None:
                 if not path.lower().endswith(suffix):
                     raise InputError(f"{path}: the {option} output must end in {suffix}")
         resolve_device(args.device)
-        jobs = [Job(source, output, _path(args.stl), _path(args.preview))]
+        jobs = [Job(source, output, _path(args.stl), _path(args.preview), ct=ct)]
         keep_going, resume = False, False  # one file: always (re)design it, as asked
     run_jobs(
         jobs, model_path=args.model, device=args.device, clearance_mm=args.clearance, overwrite=args.overwrite,
