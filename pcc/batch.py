@@ -267,18 +267,20 @@ def _design_in_workers(jobs: list[Job], workers: int, model_path, device: str, o
 
 
 def read_skull(job: Job):
-    """The job's defective skull as a binary Volume (InputError when the input cannot be one).
+    """(the job's defective skull as a binary Volume, warnings about the input); InputError when the
+    input cannot be one.
 
     A binary skull volume is read and checked; a CT (job.ct) is read (a DICOM series folder through
-    pcc.dicom, or a volume file) and segmented with pcc.segment.segment_skull onto its own grid; the
-    skull keeps the CT's header (for a DICOM series: its identifiers, never the patient's name).
+    pcc.dicom, or a volume file), checked (pcc.segment.check_ct_grid) and segmented with
+    pcc.segment.segment_skull onto its own grid; the skull keeps the CT's header (for a DICOM series:
+    its identifiers, never the patient's name), and pcc.segment.scan_warnings gives the warnings.
     """
     from pcc.io import read_volume
     from pcc.volume import require_binary
 
     if job.ct is None:
-        return require_binary(read_volume(job.source), job.source)
-    from pcc.segment import segment_skull
+        return require_binary(read_volume(job.source), job.source), []
+    from pcc.segment import check_ct_grid, scan_warnings, segment_skull
 
     if job.source.is_dir():
         from pcc.dicom import read_series
@@ -292,31 +294,36 @@ def read_skull(job: Job):
                                   and int(ct.array.min()) >= 0):
         raise InputError(f"{job.source} holds only 0 and 1, a mask rather than a CT in Hounsfield units: "
                          "drop --ct to design from a binary skull")
-    return ct.with_array(segment_skull(ct, low=job.ct.low_hu, high=job.ct.high_hu).astype("uint8"))
+    check_ct_grid(ct)
+    skull = segment_skull(ct, low=job.ct.low_hu, high=job.ct.high_hu)
+    return ct.with_array(skull.astype("uint8")), scan_warnings(ct, skull)
 
 
 def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: bool = True,
-                with_thickness: bool = True, defective: tuple[Any, float] | None = None) -> dict[str, Any]:
+                with_thickness: bool = True, defective: tuple[tuple[Any, list[str]], float] | None = None) -> dict[str, Any]:
     """Design one case and write its outputs; returns its report record (status 'done').
 
     `model` is a callable returning the loaded model (called only when the network must run).
     With reuse_volume, an existing implant volume is read instead of designed again.
-    `defective`: (the job's input already read and checked, seconds it took), or None to read it here.
+    `defective`: (read_skull's result for the job, seconds it took), or None to read it here.
     """
     import numpy as np
 
     from pcc.io import read_volume, write_volume
     from pcc.pipeline import design_implant, no_defect_warning
+    from pcc.settings import DesignSettings
 
+    settings = DesignSettings()  # a reused implant's no-defect check; a designed one uses the model's
     timings: dict[str, float] = {}
     warnings: list[str] = []
     total = time.perf_counter()
     start = time.perf_counter()
     if defective is None:
-        defective = read_skull(job)
+        defective, input_warnings = read_skull(job)
         timings["read"] = time.perf_counter() - start
     else:
-        defective, timings["read"] = defective
+        (defective, input_warnings), timings["read"] = defective
+    warnings.extend(input_warnings)
     reused = reuse_volume and job.output.is_file()
     if reused:
         start = time.perf_counter()
@@ -328,7 +335,8 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
     else:
         stages: dict[str, float] = {}
         start = time.perf_counter()
-        implant = design_implant(defective, model(), timings=stages)
+        settings = model().settings
+        implant = design_implant(defective, model(), settings=settings, timings=stages)
         timings["design"] = time.perf_counter() - start
         timings.update({f"design.{k}": v for k, v in stages.items()})
         start = time.perf_counter()
@@ -345,7 +353,7 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         "grid": {"shape": list(implant.shape), "spacing_mm": implant.spacing.round(6).tolist(), "space": implant.space},
         "implant": {"voxels": voxels, "volume_mm3": voxels * implant.voxel_volume},
     }
-    negligible = no_defect_warning(implant, defective)
+    negligible = no_defect_warning(implant, defective, settings)
     if negligible is not None:
         warnings.append(negligible + (" (the implant is empty: no STL written)" if voxels == 0 else ""))
     if voxels and np.any(mask & defective.mask()):

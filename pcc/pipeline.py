@@ -5,17 +5,18 @@
     implant = design_implant(defective, model) # a Volume on the input's own grid
 
 Stages: the skull's surface is sampled (world mm); the global network places a frame on each defect
-(run on GLOBAL_PASSES resamplings of the skull, the most central prediction kept, or the next
+(run on settings.global_passes resamplings of the skull, the most central prediction kept, or the next
 distinct one when it lies on intact bone);
 the local network predicts the implant's surface points with normals in that frame (several
 resamplings of the input, every other one mirrored, merged, the frame re-fitted to the prediction; a
 local network built with prior=True also gets the skull's mirror image aligned around the frame,
 pcc.symmetry);
 the points are voxelized on the input's grid (pcc.voxelize); clean-up smooths that solid (Gaussian,
-SURFACE_SMOOTHING_MM) after dropping what lies beyond IMPLANT_REACH_MM of the points, joins it to the
+surface_smoothing_mm) after dropping what lies beyond implant_reach_mm of the points, joins it to the
 bone rim (closing of implant ∪ skull), subtracts the skull and drops thin slivers away from the
-implant's body (SLIVER_MM) and small fragments. A second search runs the same stages on the skull
-completed with that implant (SEARCH_ROUNDS), for a defect the first passed over.
+implant's body (sliver_mm) and small fragments. A second search runs the same stages on the skull
+completed with that implant (search_rounds), for a defect the first passed over. Every setting lives in
+pcc.settings.DesignSettings, which the weights file carries.
 """
 
 from __future__ import annotations
@@ -39,76 +40,10 @@ from pcc.errors import InputError
 from pcc.frames import crop_and_sample, defect_frame, global_frame
 from pcc.models import network_state, state_digest
 from pcc.network_inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS, SampleSizes
+from pcc.settings import DesignSettings
 from pcc.volume import Volume, require_binary
 
 SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "skullfix.pt"
-LOCAL_PASSES = 4
-# The global stage runs on this many resamplings of the skull; the prediction that agrees best with
-# the others is used (GPU-trained weights, 70 varied defects in the validation skulls: mean DSC
-# 0.738 → 0.750, cases at DSC 0: 5 → 3; tools/bench_robustness.py).
-GLOBAL_PASSES = 8
-FRAME_REFINEMENTS = 2
-# Every other resampling of the local stage is mirrored left-right before the network and its output
-# mirrored back: a skull's mirror image is another plausible skull, so the two halves' errors differ.
-# (Mirroring the global stage's resamplings too made the kept guesses on two complete skulls lie less
-# in bone, 39 and 49 % instead of 63 and 52 %, so that they passed the intact-bone rule of then: not done.)
-MIRROR_PASSES = True
-# Coarse points of the global stage farther than DEFECT_GAP_MM from all others start another defect
-# (its own local frame); groups below MIN_DEFECT_FRACTION of the points are stray points.
-DEFECT_GAP_MM = 20.0
-MIN_DEFECT_FRACTION = 0.03
-# A predicted defect is intact bone (a guess of the global stage where there is no hole) when half or
-# more of its implant points lie within INTACT_BONE_DISTANCE_MM of a bone voxel: an implant fills a
-# hole, so most of its surface lies away from the bone, while a guess on intact bone hugs it.
-# Measured with the shipped weights (GPU fine-tune) on the validation skulls (real and 70 varied defects) and on 25
-# complete skulls (10 validation, 15 training), every local prediction of both searches: the median
-# distance from bone was 1.7–9.9 mm where there was a hole (1.7: a 20 mm ball) and 0.23–1.35 mm on
-# intact bone (the share of points inside bone, the rule before, overlapped: 0.19–0.96 vs 0.04–0.28).
-INTACT_BONE_DISTANCE_MM = 1.5
-# The later searches (SEARCH_ROUNDS) look only for a defect the first passed over (the second side of
-# a bilateral defect), so they use a wider distance: in the same log both sides of every bilateral
-# defect had a median distance from bone of 4.0–6.8 mm, while a later search's guess on intact bone
-# reached 1.5 mm once the voxelizer's kernel was widened (a 7 cm³ false implant 65 mm from the
-# craniotomy of varied case 018; intact bone elsewhere: 0.23–1.35 mm).
-LATER_ROUNDS_INTACT_BONE_MM = 2.5
-# Searches for defects per input (design_implant's rounds). The searches after the first run on the
-# skull completed with the defects found, so a defect the first search passed over is found then.
-SEARCH_ROUNDS = 2
-# The later searches sample the completed skull's surface from marching cubes at this step (voxels):
-# 0.4 s instead of 1.2 s on a 512×512×Z skull; the first search, which designs most implants, uses 1.
-LATER_ROUNDS_SURFACE_STEP = 2
-RIM_CLOSING_MM = 1.5
-# Parts of the implant thinner than about twice SLIVER_MM (an opening with a ball of this radius removes
-# them) are dropped where they reach farther than twice SLIVER_MM from the implant's body: the thin
-# shells that form where predicted points run along intact bone, never the implant's edges at the rim.
-# Chosen on 5 varied defects of the validation skulls with such shells (bilateral 048: DSC 0.678 →
-# 0.703, HD95 24 → 9.6 mm; parietotemporal 096: 0.699 → 0.727, 11.4 → 2.8 mm); the 10 real SkullFix
-# validation cases changed by at most 0.001 DSC. A plain opening by the same ball, without keeping
-# the rim, cost them 0.005 DSC and 0.009 bDSC on average.
-SLIVER_MM = 1.0
-# Voxels of the voxelized solid farther than IMPLANT_REACH_MM from every predicted point are dropped:
-# an implant is a plate whose both surfaces are predicted, so its inside lies within half its
-# thickness of a point; farther voxels are regions that the voxelizer's fill reached through gaps of
-# a noisy prediction. Tried 4, 6 and 8 mm on 8 varied defects of the validation skulls: 4 mm gave
-# frontoorbital 081 0.239 → 0.288, bilateral 048 0.703 → 0.736 (HD95 9.6 → 2.5 mm); every setting left
-# the 10 real SkullFix validation cases unchanged.
-IMPLANT_REACH_MM = 4.0
-# The voxelizer's kernel reaches about this many predicted points (pcc.voxelize.points_to_volume's
-# neighbours; its default of 8 suits clean surface samples): a wider kernel averages the network's
-# sub-millimetre noise. Measured with the shipped weights on the first search's points of the 10 real
-# and 70 varied defects of the validation skulls: varied mean DSC 0.855 (8) → 0.857 (16) → 0.858 (32);
-# on 41 of them 0.862 (8), 0.865 (32), 0.866 (64); the real cases unchanged (±0.001). 64 costs 2 s
-# more per case than 8, 32 about 0.9 s.
-IMPLANT_KERNEL_NEIGHBOURS = 32
-# Chosen on the validation split with an earlier model (0.5 → DSC 0.895, 1.0 → 0.898, 2.0 → 0.895);
-# tools/sweep_cleanup.py with the shipped model: every setting within 0.007 (docs/sweep_cleanup_cpu.txt).
-SURFACE_SMOOTHING_MM = 1.0
-# An implant below both floors is no implant: the input most likely has no defect. 1 cm³ is a disc of
-# 15 mm across in 6 mm bone (a burr hole, which gets no custom implant); 0.5 % of the skull's bone is
-# 2–3.5 cm³ on SkullFix skulls, whose implants are 30–65 cm³ (7–11 %) and whose smallest synthetic
-# defects (a 20 mm ball, a 40 mm cube) still take about 7 cm³.
-NO_DEFECT_MAX_MM3 = 1000.0
-NO_DEFECT_MAX_FRACTION = 0.005
 
 
 @dataclass
@@ -121,6 +56,7 @@ class CompletionModel:
     source: Path
     sizes: SampleSizes = field(default_factory=SampleSizes)
     metadata: dict = field(default_factory=dict)
+    settings: DesignSettings = field(default_factory=DesignSettings)
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
@@ -171,7 +107,13 @@ def load_model(path: str | Path | None = None, *, device: str = "auto") -> Compl
     for net in nets.values():
         net.to(target).eval()
     sizes = SampleSizes(**checkpoint.get("pcc_sizes", {}))
-    return CompletionModel(nets["global_net"], nets["local_net"], target, source, sizes, checkpoint.get("pcc_metadata", {}))
+    try:
+        settings = DesignSettings.from_dict(checkpoint.get("pcc_settings"))
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{source}: its design settings cannot be read ({error}); use a newer pcc or export the "
+                         "weights again") from None
+    return CompletionModel(nets["global_net"], nets["local_net"], target, source, sizes,
+                           checkpoint.get("pcc_metadata", {}), settings)
 
 
 def _instantiate(spec: dict) -> nn.Module:
@@ -188,32 +130,32 @@ def predict_implant_cloud(
     skull_points: np.ndarray,
     skull_normals: np.ndarray,
     *,
-    passes: int = LOCAL_PASSES,
-    refinements: int = FRAME_REFINEMENTS,
-    global_passes: int = GLOBAL_PASSES,
+    settings: DesignSettings = DesignSettings(),
     seed: int = 0,
     sizes: SampleSizes = SampleSizes(),
     bone: Volume | None = None,
-    intact_bone_mm: float = INTACT_BONE_DISTANCE_MM,
+    intact_bone_mm: float | None = None,
     other_guesses: bool = True,
-    mirror: bool = MIRROR_PASSES,
 ) -> PointCloud:
     """Predicted implant surface points (world mm) with outward normals, from the skull's surface cloud.
 
     The global stage's coarse points are split into separate defects (split_defects); each gets its
     own local frame and local predictions, and the points of all defects are returned together.
-    passes: resamplings of the local input whose predictions are merged;
-    refinements: extra local predictions, each in the frame fitted to the previous one's points;
-    global_passes: resamplings of the global input, of whose predictions the most central is used;
-    bone: the defective skull volume; defects on intact bone (is_intact_bone with intact_bone_mm) are
-    dropped (None keeps every defect);
+    settings: local_passes (resamplings of the local input whose predictions are merged),
+    frame_refinements (extra local predictions, each in the frame fitted to the previous one's points),
+    global_passes (resamplings of the global input, of whose predictions the most central is used),
+    mirror_passes (mirror every other local resampling left-right, x of the frame, and its prediction
+    back), defect_gap_mm and min_defect_fraction (split_defects);
+    bone: the defective skull volume; defects on intact bone (is_intact_bone with intact_bone_mm,
+    default settings.intact_bone_mm) are dropped (None keeps every defect);
     other_guesses: when every defect of the most central guess is intact bone, try the other guesses,
-    most central first, each farther than DEFECT_GAP_MM from those tried, until one is not;
-    mirror: mirror every other local resampling left-right (x of the frame) and its prediction back.
+    most central first, each farther than settings.defect_gap_mm from those tried, until one is not.
     A local_net with prior=True gets sizes.prior_input points of the skull's mirror image, aligned on the
     whole skull once and around each frame again (pcc.symmetry), cropped like its skull input.
     """
     device = next(local_net.parameters()).device
+    passes, global_passes = settings.local_passes, settings.global_passes
+    intact_bone_mm = settings.intact_bone_mm if intact_bone_mm is None else intact_bone_mm
     rng = np.random.default_rng(seed)
     g_frame = global_frame(skull_points)
     replace = len(skull_points) < sizes.global_input
@@ -224,7 +166,7 @@ def predict_implant_cloud(
     coarse, _, _ = global_net(torch.from_numpy(np.stack(g_inputs).astype(np.float32)).to(device))
     candidates = [g_frame.to_world(c) for c in coarse.double().cpu().numpy()]
     order = centrality_order(candidates)
-    flip = _mirror_signs(passes, mirror)
+    flip = _mirror_signs(passes, settings.mirror_passes)
     whole_mirror = None
     if getattr(local_net, "prior", False):
         from pcc import symmetry
@@ -243,9 +185,9 @@ def predict_implant_cloud(
     def local_stage(guess: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(points, normals) in world mm of each defect of one global guess that is not intact bone."""
         found = []
-        for defect in split_defects(guess):
+        for defect in split_defects(guess, gap_mm=settings.defect_gap_mm, min_fraction=settings.min_defect_fraction):
             frame = defect_frame(defect)
-            for _ in range(refinements + 1):  # each local prediction re-centres the frame on the hole
+            for _ in range(settings.frame_refinements + 1):  # each local prediction re-centres the frame on the hole
                 inputs = np.stack([crop_and_sample(skull_points, skull_normals, frame, sizes.local_input, rng) for _ in range(passes)])
                 network_input = torch.from_numpy((inputs * flip).astype(np.float32)).to(device)
                 prior = prior_input(frame)
@@ -261,7 +203,7 @@ def predict_implant_cloud(
         tried = [candidates[order[0]].mean(axis=0)]
         for index in order[1:]:
             centre = candidates[index].mean(axis=0)
-            if min(np.linalg.norm(centre - t) for t in tried) < DEFECT_GAP_MM:
+            if min(np.linalg.norm(centre - t) for t in tried) < settings.defect_gap_mm:
                 continue
             tried.append(centre)
             found = local_stage(candidates[index])
@@ -280,7 +222,7 @@ def _mirror_signs(passes: int, mirror: bool) -> np.ndarray:
     return signs
 
 
-def is_intact_bone(points: np.ndarray, bone: Volume, distance_mm: float = INTACT_BONE_DISTANCE_MM) -> bool:
+def is_intact_bone(points: np.ndarray, bone: Volume, distance_mm: float) -> bool:
     """Whether half or more of the world-mm points lie within distance_mm of the centre of a nonzero voxel of
     `bone` (their median distance from bone is below distance_mm): predicted implant points on intact bone."""
     return len(points) > 0 and share_near_bone(points, bone, distance_mm) >= 0.5
@@ -316,8 +258,8 @@ def centrality_order(candidates: list[np.ndarray]) -> np.ndarray:
     return np.argsort((one_sided + one_sided.T).sum(axis=1), kind="stable")
 
 
-def split_defects(coarse_points: np.ndarray, *, gap_mm: float = DEFECT_GAP_MM,
-                  min_fraction: float = MIN_DEFECT_FRACTION) -> list[np.ndarray]:
+def split_defects(coarse_points: np.ndarray, *, gap_mm: float = DesignSettings.defect_gap_mm,
+                  min_fraction: float = DesignSettings.min_defect_fraction) -> list[np.ndarray]:
     """The global stage's coarse points (world mm) grouped into separate defects, largest first.
 
     Points joined by a chain of steps shorter than gap_mm are one defect; groups with fewer than
@@ -336,14 +278,15 @@ def implant_from_points(
     cloud: PointCloud,
     defective: Volume,
     *,
+    settings: DesignSettings = DesignSettings(),
     cleanup: bool = True,
-    smoothing_mm: float = SURFACE_SMOOTHING_MM,
-    rim_closing_mm: float = RIM_CLOSING_MM,
 ) -> np.ndarray:
     """Voxelize predicted implant points on the defective skull's grid and clean up: (X, Y, Z) bool.
 
-    With cleanup=False the result is the voxelized points minus the skull (for ablations);
-    smoothing_mm (Gaussian sigma of the solid) and rim_closing_mm (closing radius) set the clean-up.
+    settings: point_smoothing_mm (the surface step, smooth_points), kernel_neighbours (the voxelizer),
+    and the clean-up's implant_reach_mm, surface_smoothing_mm (Gaussian sigma of the solid),
+    rim_closing_mm (closing radius) and sliver_mm. With cleanup=False the result is the voxelized
+    points minus the skull (for ablations).
     """
     from pcc.surface import bounding_box
     from pcc.voxelize import points_to_volume
@@ -351,26 +294,57 @@ def implant_from_points(
     skull = defective.mask()
     if len(cloud) == 0:  # every predicted defect was intact bone
         return np.zeros_like(skull)
-    solid = points_to_volume(cloud, defective, neighbours=IMPLANT_KERNEL_NEIGHBOURS).mask()
+    if settings.point_smoothing_mm > 0:
+        cloud = smooth_points(cloud, settings.point_smoothing_mm)
+    solid = points_to_volume(cloud, defective, neighbours=settings.kernel_neighbours).mask()
     if not cleanup or not solid.any():
         return solid & ~skull
-    radius = _radius_voxels(rim_closing_mm, defective)
+    radius = _radius_voxels(settings.rim_closing_mm, defective)
     solid_lower, solid_upper = bounding_box(solid)
     lower = np.maximum(np.asarray(solid_lower) - 2 * radius - 2, 0)
     upper = np.minimum(np.asarray(solid_upper) + 2 * radius + 2, skull.shape)
     box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
     ball = _ball(radius)
-    solid_box = within_reach(solid[box], cloud.points - lower @ defective.directions, defective, IMPLANT_REACH_MM)
+    solid_box = within_reach(solid[box], cloud.points - lower @ defective.directions, defective, settings.implant_reach_mm)
     # The network's points are noisy at the sub-millimetre scale: smooth the solid before joining it to bone.
-    sigma = smoothing_mm / np.asarray(defective.spacing)
+    sigma = settings.surface_smoothing_mm / np.asarray(defective.spacing)
     solid_box = ndimage.gaussian_filter(solid_box.astype(np.float32), sigma) > 0.5
     union = np.pad(solid_box | skull[box], radius)
     closed = ndimage.binary_closing(union, structure=ball)[tuple(slice(radius, -radius) for _ in range(3))]
     implant_box = ndimage.binary_fill_holes(closed & ~skull[box]) & ~skull[box]
-    implant_box = _drop_fragments(drop_slivers(implant_box, _radius_voxels(SLIVER_MM, defective)))
+    implant_box = _drop_fragments(drop_slivers(implant_box, _radius_voxels(settings.sliver_mm, defective)))
     implant = np.zeros_like(skull)
     implant[box] = implant_box
     return implant
+
+
+def smooth_points(cloud: PointCloud, radius_mm: float, *, max_neighbours: int = 48) -> PointCloud:
+    """The surface step: each point moved along its own normal onto the least-squares plane of its
+    nearest points (at most max_neighbours) within radius_mm (world mm); normals are kept. Points with
+    fewer than 6 such neighbours, or whose normal lies nearly in the fitted plane (an edge or a fold),
+    do not move.
+    """
+    points = np.asarray(cloud.points, dtype=np.float64)
+    normals = np.asarray(cloud.normals, dtype=np.float64)
+    k = min(max_neighbours, len(points))
+    if k < 6:
+        return cloud
+    distance, index = cKDTree(points).query(points, k=k, distance_upper_bound=radius_mm)
+    near = np.isfinite(distance)  # (N, k): a neighbour within radius_mm
+    count = near.sum(axis=1)
+    neighbours = points[np.where(near, index, 0)]  # (N, k, 3); missing ones are masked out below
+    weights = near[..., None].astype(np.float64)
+    centre = (neighbours * weights).sum(axis=1) / count[:, None]
+    offsets = (neighbours - centre[:, None, :]) * weights
+    covariance = np.einsum("nki,nkj->nij", offsets, offsets)
+    _, vectors = np.linalg.eigh(covariance)
+    plane_normal = vectors[:, :, 0]  # the eigenvector of the smallest eigenvalue
+    along = np.einsum("ni,ni->n", normals, plane_normal)
+    movable = (count >= 6) & (np.abs(along) >= 0.5)
+    # p + t·n lies on the plane: (p + t·n − c)·m = 0
+    step = np.einsum("ni,ni->n", points - centre, plane_normal) / np.where(movable, along, 1.0)
+    moved = points - np.where(movable, step, 0.0)[:, None] * normals
+    return PointCloud(moved, normals)
 
 
 def _radius_voxels(radius_mm: float, grid: Volume) -> int:
@@ -413,11 +387,12 @@ def _drop_fragments(mask: np.ndarray, *, keep_fraction: float = 0.1) -> np.ndarr
     return keep[labels]
 
 
-def no_defect_warning(implant: Volume, defective: Volume) -> str | None:
-    """A warning when the implant is negligible (see NO_DEFECT_MAX_MM3), else None."""
+def no_defect_warning(implant: Volume, defective: Volume, settings: DesignSettings = DesignSettings()) -> str | None:
+    """A warning when the implant is negligible (below settings.no_defect_max_mm3 and
+    settings.no_defect_max_fraction of the skull's bone), else None."""
     volume_mm3 = float(np.count_nonzero(implant.array)) * implant.voxel_volume
     skull_mm3 = float(np.count_nonzero(defective.array)) * defective.voxel_volume
-    limit = max(NO_DEFECT_MAX_MM3, NO_DEFECT_MAX_FRACTION * skull_mm3)
+    limit = max(settings.no_defect_max_mm3, settings.no_defect_max_fraction * skull_mm3)
     if volume_mm3 >= limit:
         return None
     return (f"no defect found: the implant is {volume_mm3 / 1000:.2f} cm³, below {limit / 1000:.2f} cm³ "
@@ -428,37 +403,37 @@ def design_implant(
     defective: Volume,
     model: CompletionModel,
     *,
+    settings: DesignSettings | None = None,
     timings: dict[str, float] | None = None,
-    passes: int = LOCAL_PASSES,
     cleanup: bool = True,
-    rounds: int = SEARCH_ROUNDS,
 ) -> Volume:
     """The implant (uint8 0/1 Volume on the input's grid) for a binary defective skull volume.
 
     Args:
         defective: binary defective skull.
         model: from load_model.
+        settings: the pipeline's settings; None takes those the model's weights carry (model.settings).
+            search_rounds searches for defects: each after the first runs on the skull completed with
+            the implant found so far, so a defect the global stage passed over (the second side of a
+            bilateral defect) is found once the first is filled. The later searches sample its surface
+            at later_rounds_surface_step, use only the most central global guess (predict_implant_cloud's
+            other_guesses: False) and later_rounds_intact_bone_mm.
         timings: filled with seconds per stage (cloud, network, voxelize_cleanup; summed over rounds) when given.
-        passes: resamplings of the local input whose predictions are merged (more points, less noise).
         cleanup: join to the rim and drop fragments (False only for ablations).
-        rounds: searches for defects; each after the first runs on the skull completed with the implant
-            found so far, so a defect the global stage passed over (the second side of a bilateral
-            defect) is found once the first is filled. The later searches sample its surface at
-            LATER_ROUNDS_SURFACE_STEP, use only the most central global guess
-            (predict_implant_cloud's other_guesses: False) and LATER_ROUNDS_INTACT_BONE_MM.
     """
+    settings = settings if settings is not None else getattr(model, "settings", None) or DesignSettings()
     timings = timings if timings is not None else {}
     require_binary(defective, "the defective skull")
     skull = defective.mask()
     implant = np.zeros_like(skull)
-    for search in range(rounds):
+    for search in range(settings.search_rounds):
         searched = defective if search == 0 else defective.with_array((skull | implant).astype(np.uint8))
         later = search > 0
-        cloud = implant_cloud(searched, model, passes=passes, timings=timings,
-                              surface_step=LATER_ROUNDS_SURFACE_STEP if later else 1, other_guesses=not later,
-                              intact_bone_mm=LATER_ROUNDS_INTACT_BONE_MM if later else INTACT_BONE_DISTANCE_MM)
+        cloud = implant_cloud(searched, model, settings=settings, timings=timings,
+                              surface_step=settings.later_rounds_surface_step if later else 1, other_guesses=not later,
+                              intact_bone_mm=settings.later_rounds_intact_bone_mm if later else settings.intact_bone_mm)
         start = time.perf_counter()
-        found = implant_from_points(cloud, searched, cleanup=cleanup) if len(cloud) else None
+        found = implant_from_points(cloud, searched, settings=settings, cleanup=cleanup) if len(cloud) else None
         timings["voxelize_cleanup"] = timings.get("voxelize_cleanup", 0.0) + time.perf_counter() - start
         if found is None or not found.any():
             break
@@ -466,15 +441,15 @@ def design_implant(
     return defective.with_array(implant.astype(np.uint8))
 
 
-def implant_cloud(defective: Volume, model: CompletionModel, *, passes: int = LOCAL_PASSES,
+def implant_cloud(defective: Volume, model: CompletionModel, *, settings: DesignSettings = DesignSettings(),
                   timings: dict[str, float] | None = None, surface_step: int = 1,
-                  other_guesses: bool = True, intact_bone_mm: float = INTACT_BONE_DISTANCE_MM) -> PointCloud:
+                  other_guesses: bool = True, intact_bone_mm: float | None = None) -> PointCloud:
     """Predicted implant points (world mm, with normals) of a binary defective skull: its surface
     sample through both networks, intact-bone guesses dropped (design_implant before voxelization).
 
     timings: seconds of the 'cloud' and 'network' stages are added to it when given;
-    other_guesses, intact_bone_mm: see predict_implant_cloud; surface_step: marching-cubes step of the
-    surface sample.
+    settings, other_guesses, intact_bone_mm: see predict_implant_cloud; surface_step: marching-cubes
+    step of the surface sample.
     """
     from pcc.surface import volume_to_points
 
@@ -484,7 +459,7 @@ def implant_cloud(defective: Volume, model: CompletionModel, *, passes: int = LO
     timings["cloud"] = timings.get("cloud", 0.0) + time.perf_counter() - start
     start = time.perf_counter()
     cloud = predict_implant_cloud(model.global_net, model.local_net, skull.points, skull.normals, sizes=model.sizes,
-                                  passes=passes, bone=defective, other_guesses=other_guesses,
+                                  settings=settings, bone=defective, other_guesses=other_guesses,
                                   intact_bone_mm=intact_bone_mm)
     timings["network"] = timings.get("network", 0.0) + time.perf_counter() - start
     return cloud

@@ -66,6 +66,8 @@ class RunReport:
                 "path": str(source.resolve()),
                 "sha256": file_sha256(source) if source.is_file() else None,
                 "metadata": _jsonable(getattr(model, "metadata", {}) or {}),
+                # the pipeline's settings that designed this run's implants (pcc.settings.DesignSettings)
+                "design_settings": model.settings.as_dict() if hasattr(model, "settings") else None,
             }
         resolved = str(model.device) if model is not None else device
         gpu = torch.cuda.get_device_name(torch.device(resolved)) if resolved and resolved.startswith("cuda") else None

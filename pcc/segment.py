@@ -16,6 +16,17 @@ from pcc.volume import Volume
 
 BONE_LOW_HU = 100.0
 BONE_HIGH_HU = float("inf")
+# Metal (clips, plates, screws, dental fillings) lies far above bone, whose cortex reaches about
+# 2000 HU at 120 kVp; an attenuation above METAL_HU inside the segmented skull is reported.
+METAL_HU = 3000.0
+METAL_MIN_MM3 = 20.0
+# Slices farther apart than this are refused: the skull's inner and outer surfaces, a few mm apart,
+# would blur into each other. pcc's network sees clouds sampled from the surface, so 2× coarser grids
+# than SkullFix's (about 0.45 × 0.45 × 1.25 mm at most) still work; a real CT at 0.96 × 0.96 × 1.5 mm
+# gave DSC 0.913.
+MAX_SLICE_SPACING_MM = 3.0
+# Skull bone over more than this area in the slice at the scan's superior end: the scan cuts the vault.
+CUT_MIN_MM2 = 100.0
 
 
 def segment_skull(ct: Volume, *, low: float = BONE_LOW_HU, high: float = BONE_HIGH_HU,
@@ -67,6 +78,44 @@ def segment_skull(ct: Volume, *, low: float = BONE_LOW_HU, high: float = BONE_HI
     return _largest_component(candidate)
 
 
+def check_ct_grid(ct: Volume) -> None:
+    """Refuse (InputError) a CT whose voxels are too coarse to segment a skull from (MAX_SLICE_SPACING_MM)."""
+    from pcc.errors import InputError
+
+    spacing = ct.spacing
+    if float(spacing.max()) > MAX_SLICE_SPACING_MM:
+        raise InputError(
+            f"the CT's voxels are {' × '.join(f'{s:.2f}' for s in spacing)} mm: more than {MAX_SLICE_SPACING_MM:g} mm "
+            "between slices blurs the skull's two surfaces together; export a thin-slice reconstruction "
+            "(≤ 1.5 mm, bone or standard kernel) of the same scan"
+        )
+
+
+def scan_warnings(ct: Volume, skull: np.ndarray) -> list[str]:
+    """What a user should know about a segmented head CT (the skull as from segment_skull):
+    metal in the skull (it counts as bone), and a scan that ends inside the skull's vault
+    (the cut looks like a defect, so pcc would design an implant for it)."""
+    warnings = []
+    data = np.asarray(ct.array)
+    metal_mm3 = float(np.count_nonzero(skull & (data > METAL_HU))) * ct.voxel_volume
+    if metal_mm3 >= METAL_MIN_MM3:
+        warnings.append(
+            f"metal in or on the skull ({metal_mm3 / 1000:.2f} cm³ above {METAL_HU:g} HU: clips, plates or screws); "
+            "it counts as bone, so the implant is shaped around it: check the implant near it"
+        )
+    # the array axis whose direction points most superior (+z in LPS and RAS), and the end at the top
+    axis = int(np.argmax(np.abs(ct.directions[:, 2])))
+    top = -1 if ct.directions[axis, 2] > 0 else 0
+    face_mm2 = ct.voxel_volume / float(ct.spacing[axis])
+    bone_at_top_mm2 = float(np.count_nonzero(np.take(skull, top, axis=axis))) * face_mm2
+    if bone_at_top_mm2 > CUT_MIN_MM2:
+        warnings.append(
+            f"the scan ends inside the skull at its top ({bone_at_top_mm2 / 100:.1f} cm² of bone in the last slice): "
+            "the cut looks like a defect to pcc, so an implant may be designed for it; scan the whole vault"
+        )
+    return warnings
+
+
 def _largest_component(mask: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(mask, structure=ndimage.generate_binary_structure(3, 3))
     if count <= 1:
@@ -82,4 +131,4 @@ def _ellipsoid_structure(radius: np.ndarray, spacing: np.ndarray, radius_mm: flo
     return ball
 
 
-__all__ = ["BONE_HIGH_HU", "BONE_LOW_HU", "segment_skull"]
+__all__ = ["BONE_HIGH_HU", "BONE_LOW_HU", "check_ct_grid", "scan_warnings", "segment_skull"]

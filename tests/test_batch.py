@@ -28,10 +28,13 @@ DEFECTIVE = hollow_ellipsoid(SHAPE, **SHELL, hole_radius=6.0)
 
 
 class StandIn:
-    """What load_model returns, for the report: a source file, a device and metadata."""
+    """What load_model returns, for the report: a source file, a device, metadata and design settings."""
 
     def __init__(self, source: Path):
+        from pcc.settings import DesignSettings
+
         self.source, self.device, self.metadata = source, "cpu", {"stand_in": True}
+        self.settings = DesignSettings()
 
 
 @pytest.fixture()
@@ -44,7 +47,7 @@ def fake_model(monkeypatch, tmp_path):
         calls["load"] += 1
         return StandIn(weights)
 
-    def design_implant(defective, model, *, timings=None):
+    def design_implant(defective, model, *, settings=None, timings=None):
         calls["design"].append(defective.origin[0])
         if timings is not None:
             timings.update(cloud=0.01, network=0.02, voxelize_cleanup=0.03)

@@ -351,32 +351,16 @@ def test_pcc_segment_reads_a_dicom_folder_onto_the_series_grid(tmp_path: Path, c
 
 
 def _example_as_dicom_ct(folder: Path) -> dict:
-    """The bundled example case written as a DICOM CT series in HU on the example's own (oblique) grid:
-    bone 1200 HU, a 3-voxel layer of scalp (40 HU) over bone and defect, so the removed bone is soft
-    tissue as in a patient, air −1000 HU. Slices are written in shuffled order."""
-    from scipy import ndimage
+    """The bundled example case written as a DICOM CT series in HU by tools/example_dicom.py (bone removed,
+    scalp over the hole); returns the removed bone, the defective skull's bone and the series UID."""
+    import sys
 
-    from pcc.examples import EXAMPLE_DEFECTIVE, EXAMPLE_IMPLANT
-    from pcc.io import read_volume
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from example_dicom import example_ct_hu, write_series
 
-    skull, implant = read_volume(EXAMPLE_DEFECTIVE), read_volume(EXAMPLE_IMPLANT)
-    assert skull.space == "left-posterior-superior"
-    bone, removed = skull.mask(), implant.mask()
-    scalp = ndimage.binary_dilation(bone | removed, iterations=3) & ~bone
-    hu = np.full(bone.shape, -1000, np.int16)
-    hu[scalp] = 40
-    hu[bone] = 1200
-    stored = (hu + 1024).astype(np.int16)  # written with RescaleIntercept −1024
-    d = skull.directions
-    orientation = tuple(float(v) for v in (*(d[0] / np.linalg.norm(d[0])), *(d[1] / np.linalg.norm(d[1]))))
-    spacing = (float(np.linalg.norm(d[1])), float(np.linalg.norm(d[0])))  # (between rows = y, between columns = x)
-    uid, study = generate_uid(), generate_uid()
-    folder.mkdir()
-    for k in np.random.default_rng(1).permutation(bone.shape[2]):
-        _write_slice(folder / f"IM{k:04d}", stored[:, :, k].T, skull.origin + k * d[2], series_uid=uid,
-                     study_uid=study, series_number=2, instance_number=int(k) + 1, orientation=orientation,
-                     pixel_spacing=spacing, description="head 0.6 mm")
-    return {"implant": removed, "bone": bone, "uid": uid}
+    hu, skull, removed = example_ct_hu()
+    uid = write_series(folder, hu, skull.directions, skull.origin, series_number=2, seed=1)
+    return {"implant": removed, "bone": skull.mask(), "uid": uid}
 
 
 @pytest.mark.slow
@@ -410,8 +394,8 @@ def test_pcc_implant_designs_from_a_dicom_ct_on_the_series_grid(tmp_path: Path) 
     report_text = (out / "run.json").read_text()
     case = json.loads(report_text)["cases"][0]
     assert case["ct"]["series"]["SeriesInstanceUID"] == truth["uid"] and case["ct"]["series"]["SeriesNumber"] == 2
-    assert "Synthetic^Patient" not in report_text and "SYN-0001" not in report_text
-    assert "Synthetic^Patient" not in (out / "implant.nrrd").read_bytes()[:4096].decode("latin-1")
+    assert "Example^Skull005" not in report_text and "PCC-EXAMPLE-005" not in report_text
+    assert "Example^Skull005" not in (out / "implant.nrrd").read_bytes()[:4096].decode("latin-1")
 
 
 def test_pcc_implant_ct_refusals(tmp_path: Path, capsys) -> None:

@@ -17,6 +17,7 @@ from pcc import losses
 from pcc.data import CachedCase, SampleSizes, make_pair
 from pcc.models import PointCompletionNet
 from pcc.volume import Volume
+from pcc.settings import DesignSettings
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SIZES = dict(global_input=256, global_target=128, local_input=256, local_target=256)
@@ -475,7 +476,7 @@ def test_share_near_bone_matches_the_distance_to_the_nearest_bone_voxel_centre()
             assert share_near_bone(points, bone, within) == np.mean(distances <= within)
     median = float(np.median(distances))
     assert is_intact_bone(points, bone, median * 1.01) and not is_intact_bone(points, bone, median * 0.99)
-    assert not is_intact_bone(np.zeros((0, 3)), bone)
+    assert not is_intact_bone(np.zeros((0, 3)), bone, 1.5)
 
 
 def test_time_budget_warms_up_linearly_then_follows_the_cosine():
@@ -575,8 +576,8 @@ def test_mirrored_passes_are_mirrored_back_to_the_input_side(mirror):
     normals = rng.normal(size=(2000, 3))
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
     sizes = SampleSizes(global_input=256, local_input=256)
-    cloud = predict_implant_cloud(_EchoNet(64), _EchoNet(64), points, normals, sizes=sizes, passes=2,
-                                  global_passes=2, mirror=mirror)
+    cloud = predict_implant_cloud(_EchoNet(64), _EchoNet(64), points, normals, sizes=sizes,
+                                  settings=DesignSettings(local_passes=2, global_passes=2, mirror_passes=mirror))
     # An echo of the input must come back as input points with their own normals, mirrored or not.
     distance, index = cKDTree(points).query(cloud.points)
     assert len(cloud) == 2 * 64 and distance.max() < 1e-4  # float32 round trip; a mirror left in would be ≥ 20 mm
@@ -626,7 +627,7 @@ def test_when_the_most_central_guess_is_intact_bone_a_distinct_guess_is_tried(ho
     guesses = np.stack([frame.to_local(c + rng.normal(0.0, 1.0, (64, 3))) for c in centres])
     sizes = SampleSizes(global_input=256, local_input=256)
     cloud = predict_implant_cloud(_FixedGuesses(guesses), _AtFrameCentre(), skull, normals, sizes=sizes,
-                                  passes=2, bone=bone)
+                                  settings=DesignSettings(local_passes=2), bone=bone)
     if hole_guesses == 0:
         assert len(cloud) == 0  # every guess lies in bone: nothing is kept
     else:
@@ -648,6 +649,6 @@ def test_a_guess_beside_the_bone_is_a_hole_or_intact_bone_by_the_distance_given(
     beside = np.array([41.0, 10.0, 10.0])  # 2 mm from the nearest bone voxel centre (x = 39)
     guesses = np.stack([frame.to_local(beside + rng.normal(0.0, 0.2, (64, 3))) for _ in range(8)])
     cloud = predict_implant_cloud(_FixedGuesses(guesses), _AtFrameCentre(), skull, normals,
-                                  sizes=SampleSizes(global_input=256, local_input=256), passes=2, bone=bone,
+                                  sizes=SampleSizes(global_input=256, local_input=256), settings=DesignSettings(local_passes=2), bone=bone,
                                   intact_bone_mm=intact_bone_mm)
     assert (len(cloud) > 0) == kept

@@ -23,6 +23,7 @@ from pcc import pipeline
 from pcc.cli import main
 from pcc.cloud import PointCloud
 from pcc.volume import Volume
+from pcc.settings import DesignSettings
 
 SHIPPED = REPO / "pcc" / "weights" / "skullfix.pt"
 SHELL = hollow_ellipsoid((40, 36, 32), radii=(16, 14, 12), thickness=4, hole_radius=6)
@@ -143,11 +144,11 @@ def test_complete_skull_gives_a_no_defect_warning_and_exit_0(tmp_path, capsys, m
     weights.write_bytes(b"stand-in")
 
     class StandIn:
-        source, device, metadata = weights, "cpu", {}
+        source, device, metadata, settings = weights, "cpu", {}, DesignSettings()
 
     monkeypatch.setattr(pipeline, "load_model", lambda path=None, *, device="auto": StandIn())
     monkeypatch.setattr(pipeline, "design_implant",
-                        lambda defective, model, *, timings=None: defective.with_array(np.zeros(defective.shape, np.uint8)))
+                        lambda defective, model, *, settings=None, timings=None: defective.with_array(np.zeros(defective.shape, np.uint8)))
     status = main(["implant", str(source), "-o", str(tmp_path / "i.nrrd"), "--stl", str(tmp_path / "i.stl")])
     err = capsys.readouterr().err
     assert status == 0, err
@@ -191,8 +192,8 @@ def test_skull_touching_the_border_and_bit_identical_reruns(tiny_model):
     assert all(touching.take(0, axis=a).any() and touching.take(-1, axis=a).any() for a in range(2))
     assert touching[:, :, 0].sum() > 100
     defective = Volume(touching, np.diag([0.9, 0.9, 1.2]), np.array([-18.0, -16.0, 4.0]))
-    first = pipeline.design_implant(defective, tiny_model, passes=2)
-    second = pipeline.design_implant(defective, tiny_model, passes=2)
+    first = pipeline.design_implant(defective, tiny_model, settings=DesignSettings(local_passes=2))
+    second = pipeline.design_implant(defective, tiny_model, settings=DesignSettings(local_passes=2))
     assert first.same_grid(defective) and first.array.dtype == np.uint8
     assert set(np.unique(first.array)) <= {0, 1}
     assert not np.any(first.mask() & defective.mask())
@@ -268,11 +269,11 @@ def test_a_second_search_fills_the_defect_the_first_passed_over(monkeypatch):
     defective = Volume((complete & ~top & ~side).astype(np.uint8), **grid)
     searched = []
 
-    def implant_cloud(volume, model, *, passes, timings, surface_step, other_guesses, intact_bone_mm):
+    def implant_cloud(volume, model, *, settings, timings, surface_step, other_guesses, intact_bone_mm):
         """Finds only the first missing part it knows of: the cap, else the side patch, else nothing."""
         searched.append(volume)
         later = len(searched) > 1  # the later searches are stricter about guesses beside bone
-        assert intact_bone_mm == (pipeline.LATER_ROUNDS_INTACT_BONE_MM if later else pipeline.INTACT_BONE_DISTANCE_MM)
+        assert intact_bone_mm == (settings.later_rounds_intact_bone_mm if later else settings.intact_bone_mm)
         assert other_guesses is not later
         for part in (top, side):
             if not volume.mask()[part].any():
@@ -280,10 +281,10 @@ def test_a_second_search_fills_the_defect_the_first_passed_over(monkeypatch):
         return PointCloud(np.zeros((0, 3)), np.zeros((0, 3)))
 
     monkeypatch.setattr(pipeline, "implant_cloud", implant_cloud)
-    one = pipeline.design_implant(defective, model=None, rounds=1).mask()
+    one = pipeline.design_implant(defective, model=None, settings=DesignSettings(search_rounds=1)).mask()
     assert np.count_nonzero(one & side) == 0
     searched.clear()
-    both = pipeline.design_implant(defective, model=None, rounds=3).mask()
+    both = pipeline.design_implant(defective, model=None, settings=DesignSettings(search_rounds=3)).mask()
     assert len(searched) == 3 and searched[0] is defective  # the third search found nothing
     for part in (top, side):
         assert np.count_nonzero(both & part) > 0.8 * np.count_nonzero(part)

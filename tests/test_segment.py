@@ -86,3 +86,53 @@ def test_segment_cli(tmp_path, suffix, capsys):
     assert main(["segment", str(src), "-o", str(tmp_path / "bad.nrrd"), "--low", "9000"]) == 2
     assert not (tmp_path / "bad.nrrd").exists()
     assert "HU" in capsys.readouterr().err
+
+
+def test_metal_on_the_skull_is_kept_as_bone_and_reported():
+    """A plate of 4000 HU screwed onto the skull (and a metal streak's bright dot in the brain) stays with
+    the skull; scan_warnings names the metal; the clean synthetic CT gets no warning."""
+    from pcc.segment import scan_warnings
+
+    ct, skull = synthetic_ct()
+    assert scan_warnings(ct, segment_skull(ct)) == []
+    data = np.asarray(ct.array).copy()
+    plate = skull & (np.indices(skull.shape)[0] < 20) & (np.abs(np.indices(skull.shape)[2] - 32) < 6)
+    data[plate] = 4000
+    metal_ct = ct.with_array(data)
+    segmented = segment_skull(metal_ct)
+    assert segmented[plate].all()
+    warnings = scan_warnings(metal_ct, segmented)
+    assert len(warnings) == 1 and "metal" in warnings[0] and "cm³" in warnings[0]
+
+
+def test_a_scan_that_cuts_the_vault_is_reported_and_one_cut_below_is_not(tmp_path, capsys):
+    """The scan's superior end (the last slice here: z points up) inside the skull: pcc segment warns that
+    the cut looks like a defect. The inferior end cut (as in every SkullFix skull) is normal: no warning."""
+    import nrrd
+
+    ct, _ = synthetic_ct()
+    data = np.asarray(ct.array)
+    for name, kept in (("top_cut", slice(0, 48)), ("bottom_cut", slice(16, 64))):
+        src = tmp_path / f"{name}.nrrd"
+        origin = ct.origin + [0.0, 0.0, kept.start * SPACING[2]]
+        nrrd.write(str(src), np.ascontiguousarray(data[:, :, kept]), {"space": "left-posterior-superior",
+                                                                      "space directions": ct.directions, "space origin": origin})
+        assert main(["segment", str(src), "-o", str(tmp_path / f"{name}_skull.nrrd")]) == 0
+        err = capsys.readouterr().err
+        assert ("ends inside the skull at its top" in err) == (name == "top_cut"), (name, err)
+
+
+def test_thick_slices_are_refused_with_what_to_do(tmp_path, capsys):
+    import nrrd
+
+    ct, _ = synthetic_ct()
+    src = tmp_path / "thick.nrrd"
+    thick = np.diag([1.5, 1.5, 4.0])
+    nrrd.write(str(src), np.asarray(ct.array)[:, :, ::2].copy(), {"space": "left-posterior-superior",
+                                                                 "space directions": thick, "space origin": ct.origin})
+    out = tmp_path / "skull.nrrd"
+    assert main(["segment", str(src), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "4.00" in err[0] and "thin-slice" in err[0] and not out.exists()
+    assert main(["implant", str(src), "--ct", "-o", str(out)]) == 2
+    assert "thin-slice" in capsys.readouterr().err and not out.exists()

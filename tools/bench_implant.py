@@ -1,7 +1,7 @@
 """Benchmark `pcc implant` over cases with ground truth: accuracy, time per stage, peak memory.
 
     python tools/bench_implant.py [--root ../shared/data/skullfix/training_set] [--cases validation|all|NAMES]
-                                  [--model PATH] [--device auto] [--passes 4] [--no-cleanup] [--csv out.csv]
+                                  [--model PATH] [--device auto] [--passes 4] [--set NAME=VALUE] [--no-cleanup] [--csv out.csv]
 
 The root holds defective_skull/ and implant/ with the same file names. By default the fixed
 validation split (never trained on) is scored. Prints one row per case and the mean: DSC, bDSC,
@@ -27,7 +27,8 @@ sys.path.insert(0, str(REPO))
 from pcc.data import case_names, default_validation_split  # noqa: E402
 from pcc.io import read_volume, write_volume  # noqa: E402
 from pcc.metrics import score_case  # noqa: E402
-from pcc.pipeline import LOCAL_PASSES, design_implant, load_model  # noqa: E402
+from pcc.pipeline import design_implant, load_model  # noqa: E402
+from pcc.settings import DesignSettings  # noqa: E402
 
 STAGES = ("read", "cloud", "network", "voxelize_cleanup", "write")
 
@@ -38,7 +39,9 @@ def main() -> None:
     parser.add_argument("--cases", default="validation", help="validation, all, or comma-separated file names")
     parser.add_argument("--model", default=None)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--passes", type=int, default=LOCAL_PASSES)
+    parser.add_argument("--passes", type=int, default=None, help="local passes (default: the model's settings)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a pcc.settings.DesignSettings field, e.g. --set point_smoothing_mm=3 (repeatable)")
     parser.add_argument("--no-cleanup", action="store_true")
     parser.add_argument("--csv", default=None)
     args = parser.parse_args()
@@ -52,7 +55,10 @@ def main() -> None:
 
     start = time.perf_counter()
     model = load_model(args.model, device=args.device)
-    print(f"model {model.source} on {model.device}, loaded in {time.perf_counter() - start:.1f} s; passes={args.passes}, cleanup={not args.no_cleanup}")
+    settings = model.settings.with_overrides(args.set + ([f"local_passes={args.passes}"] if args.passes else []))
+    changed = {k: v for k, v in settings.as_dict().items() if v != getattr(DesignSettings(), k)}
+    print(f"model {model.source} on {model.device}, loaded in {time.perf_counter() - start:.1f} s; "
+          f"settings other than the defaults: {changed or 'none'}; cleanup={not args.no_cleanup}")
     header = ["case", "dsc", "bdsc", "hd95", *STAGES, "total"]
     print(" ".join(f"{h:>9}" for h in header))
     rows = []
@@ -62,7 +68,7 @@ def main() -> None:
             t = time.perf_counter()
             defective = read_volume(root / "defective_skull" / name)
             timings["read"] = time.perf_counter() - t
-            implant = design_implant(defective, model, timings=timings, passes=args.passes, cleanup=not args.no_cleanup)
+            implant = design_implant(defective, model, settings=settings, timings=timings, cleanup=not args.no_cleanup)
             t = time.perf_counter()
             write_volume(Path(tmp) / name, implant)
             timings["write"] = time.perf_counter() - t

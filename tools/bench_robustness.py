@@ -63,6 +63,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--csv", default=None, help="write one row per scored case (and the memory figure)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a pcc.settings.DesignSettings field of the model, e.g. --set point_smoothing_mm=3")
     parser.add_argument("--memory-size", type=int, default=512, help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -82,6 +84,7 @@ def main() -> None:
     if scored:
         start = time.perf_counter()
         model = load_model(args.model, device=args.device)
+        model.settings = model.settings.with_overrides(args.set)
         print(f"model {model.source} on {model.device} ({time.perf_counter() - start:.1f} s); "
               f"cases: {' '.join(n[:-5] for n in names)}", flush=True)
         if "varied" in parts:
@@ -168,7 +171,7 @@ def complete_skulls(root: Path, names: list[str], model) -> list[list]:
         start = time.perf_counter()
         implant = design_implant(complete, model)
         seconds = time.perf_counter() - start
-        warned = no_defect_warning(implant, complete) is not None
+        warned = no_defect_warning(implant, complete, model.settings) is not None
         cm3 = implant.mask().sum() * implant.voxel_volume / 1000
         print(f"complete {name[:-5]:>5}  implant {cm3:5.1f} cm³  {'warned' if warned else 'NOT warned'}  {seconds:5.1f} s", flush=True)
         rows.append(["complete", name[:-5], "warned" if warned else "NOT warned", "", "", "", cm3, seconds])

@@ -20,12 +20,16 @@ import argparse
 import csv
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pcc.settings import DesignSettings  # noqa: E402
 
 
 def main() -> None:
@@ -38,6 +42,8 @@ def main() -> None:
     parser.add_argument("--commit", default="", help="the commit trained (default: the repository's HEAD)")
     parser.add_argument("--train-minutes", type=float)
     parser.add_argument("--validation", help="CSV written by tools/bench_implant.py on the validation split")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a pcc.settings.DesignSettings field the weights carry, other than its default (repeatable)")
     parser.add_argument("--base", help="the weights a fine-tune started from (model.init_weights): their metadata is kept")
     parser.add_argument("--data", default="SkullFix training_set (AutoImplant 2020), 60 cases; 10 held out: 005 018 028 038 048 061 073 081 089 096")
     args = parser.parse_args()
@@ -75,16 +81,19 @@ def main() -> None:
             "cases": [r["case"] for r in rows],
             **{f"mean_{k}": float(np.mean([float(r[k]) for r in rows])) for k in ("dsc", "bdsc", "hd95", "total")},
         }
+    settings = DesignSettings.from_dict(checkpoint.get("pcc_settings")).with_overrides(args.set)
     out = Path(args.out)
     torch.save(
-        {"pcc_networks": checkpoint["pcc_networks"], "pcc_sizes": checkpoint.get("pcc_sizes", {}), "state_dict": state, "pcc_metadata": metadata},
+        {"pcc_networks": checkpoint["pcc_networks"], "pcc_sizes": checkpoint.get("pcc_sizes", {}), "state_dict": state,
+         "pcc_settings": settings.as_dict(), "pcc_metadata": metadata},
         out,
     )
     record_checks(out)
 
 
 def record_checks(path: Path) -> None:
-    """Add the weights' SHA-256 and the example case's DSC, bDSC, HD95 (CPU) to a weights file and its .json."""
+    """Add the weights' SHA-256 and the example case's DSC, bDSC, HD95 (CPU) to a weights file and its .json,
+    and the design settings it carries (the defaults when it carries none) to both."""
     from pcc.examples import EXAMPLE_DEFECTIVE, EXAMPLE_IMPLANT
     from pcc.io import read_volume
     from pcc.metrics import score_case
@@ -94,6 +103,8 @@ def record_checks(path: Path) -> None:
     weights = torch.load(path, map_location="cpu", weights_only=True)
     metadata = weights["pcc_metadata"]
     metadata.pop("weights_sha256", None)  # recomputed below; load_model must not check a stale one
+    weights["pcc_settings"] = DesignSettings.from_dict(weights.get("pcc_settings")).as_dict()
+    metadata["design_settings"] = weights["pcc_settings"]
     torch.save(weights, path)
     defective, truth = read_volume(EXAMPLE_DEFECTIVE), read_volume(EXAMPLE_IMPLANT)
     implant = design_implant(defective, load_model(path, device="cpu"))

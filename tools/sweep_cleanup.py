@@ -1,16 +1,20 @@
-"""Sweep the pipeline's clean-up settings on cases with ground truth (an ablation, not a tuner).
+"""Sweep the settings that act after the networks (surface step, voxelizer, clean-up) on cases with
+ground truth: an ablation on the development split, not a tuner.
 
     python tools/sweep_cleanup.py [--model PATH] [--root ../shared/data/skullfix/training_set]
-                                  [--passes 4,8] [--smoothing 0.5,1.0,1.5] [--rim 1.0,1.5,2.0]
+        [--grid point_smoothing_mm=0,2,3,4] [--grid surface_smoothing_mm=0.5,1.0] [--csv out.csv]
 
-For each validation case (the fixed split, never trained on) and each number of local resamplings,
-the network runs once; every (solid smoothing, rim closing) pair is then applied to that output and
-scored. Prints the mean DSC, bDSC and HD95 (mm) of every combination.
+For each development case (the fixed split, never trained on) the networks run once (first search,
+the model's settings); every combination of the --grid values of pcc.settings.DesignSettings fields
+(those implant_from_points uses: point_smoothing_mm, kernel_neighbours, implant_reach_mm,
+surface_smoothing_mm, rim_closing_mm, sliver_mm) is then applied to that output and scored. Prints
+the mean DSC, bDSC and HD95 (mm) of every combination; --csv writes one row per case and combination.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import sys
 from pathlib import Path
@@ -25,38 +29,52 @@ from pcc.data import case_names, default_validation_split  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
 from pcc.metrics import score_case  # noqa: E402
 
-
-def floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",")]
+AFTER_THE_NETWORKS = ("point_smoothing_mm", "kernel_neighbours", "implant_reach_mm", "surface_smoothing_mm",
+                      "rim_closing_mm", "sliver_mm")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "skullfix" / "training_set"))
     parser.add_argument("--model", default=None)
-    parser.add_argument("--passes", default="4,8")
-    parser.add_argument("--smoothing", default="0.5,1.0,1.5", help="SURFACE_SMOOTHING_MM values")
-    parser.add_argument("--rim", default="1.0,1.5,2.0", help="RIM_CLOSING_MM values")
+    parser.add_argument("--cases", default="validation", help="validation or comma-separated file names")
+    parser.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                        help=f"values of one setting (repeatable); NAME one of {', '.join(AFTER_THE_NETWORKS)}")
+    parser.add_argument("--csv", default=None)
     args = parser.parse_args()
 
+    grid: dict[str, list[str]] = {}
+    for item in args.grid:
+        name, _, values = item.partition("=")
+        if name not in AFTER_THE_NETWORKS or not values:
+            parser.error(f"--grid {item!r}: expected NAME=V1,V2 with NAME one of {', '.join(AFTER_THE_NETWORKS)}")
+        grid[name] = values.split(",")
     root = Path(args.root)
     model = pipeline.load_model(args.model, device="cpu")
-    settings = list(itertools.product([int(p) for p in args.passes.split(",")], floats(args.smoothing), floats(args.rim)))
-    scores: dict[tuple, list[tuple[float, float, float]]] = {s: [] for s in settings}
-    for name in default_validation_split(case_names(root)):
+    combinations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    settings = [model.settings.with_overrides([f"{k}={v}" for k, v in combo.items()]) for combo in combinations]
+    names = default_validation_split(case_names(root)) if args.cases == "validation" else \
+        [n if n.endswith(".nrrd") else f"{n}.nrrd" for n in args.cases.split(",")]
+    rows = []
+    for name in names:
         defective = read_volume(root / "defective_skull" / name)
         truth = read_volume(root / "implant" / name).mask()
-        for passes in sorted({s[0] for s in settings}):
-            cloud = pipeline.implant_cloud(defective, model, passes=passes)
-            for setting in (s for s in settings if s[0] == passes):
-                implant = pipeline.implant_from_points(cloud, defective, smoothing_mm=setting[1], rim_closing_mm=setting[2])
-                result = score_case(implant, truth, defective.mask(), defective.spacing)
-                scores[setting].append((result.dsc, result.bdsc, result.hd95))
+        cloud = pipeline.implant_cloud(defective, model, settings=model.settings)
+        for combo, setting in zip(combinations, settings):
+            implant = pipeline.implant_from_points(cloud, defective, settings=setting)
+            result = score_case(implant, truth, defective.mask(), defective.spacing)
+            rows.append({"case": name, **combo, "dsc": result.dsc, "bdsc": result.bdsc, "hd95": result.hd95})
         print(f"{name} done", flush=True)
-    print(f"{'passes':>6} {'smooth mm':>9} {'rim mm':>6} {'DSC':>6} {'bDSC':>6} {'HD95':>6}")
-    for (passes, smoothing, rim), values in scores.items():
-        dsc, bdsc, hd95 = np.mean(values, axis=0)
-        print(f"{passes:>6} {smoothing:>9.1f} {rim:>6.1f} {dsc:6.4f} {bdsc:6.4f} {hd95:6.3f}")
+    print(" ".join(f"{k:>20}" for k in grid) + f" {'DSC':>6} {'bDSC':>6} {'HD95':>6}")
+    for combo in combinations:
+        values = np.array([[r["dsc"], r["bdsc"], r["hd95"]] for r in rows if all(r[k] == v for k, v in combo.items())])
+        dsc, bdsc, hd95 = values.mean(axis=0)
+        print(" ".join(f"{v:>20}" for v in combo.values()) + f" {dsc:6.4f} {bdsc:6.4f} {hd95:6.3f}")
+    if args.csv:
+        with open(args.csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def _defect(args: argparse.Namespace) -> None:
 def _segment(args: argparse.Namespace) -> None:
     from pcc.cli.paths import check_output
     from pcc.io import is_volume_path, read_volume, write_volume
-    from pcc.segment import segment_skull
+    from pcc.segment import check_ct_grid, scan_warnings, segment_skull
 
     output = check_output(args.output, args.ct)
     if not is_volume_path(output):
@@ -95,10 +95,13 @@ def _segment(args: argparse.Namespace) -> None:
         raise InputError("--series applies to a folder of DICOM files; give the folder, or drop --series")
     else:
         ct = read_volume(args.ct)
+    check_ct_grid(ct)
     kwargs = {k: v for k, v in (("low", args.low), ("high", args.high)) if v is not None}
     skull = segment_skull(ct, **kwargs)
     write_volume(output, ct.with_array(skull.astype("uint8")))
     print(f"wrote {output}: {int(skull.sum())} skull voxels")
+    for warning in scan_warnings(ct, skull):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
