@@ -539,6 +539,15 @@ def test_step_schedule_ends_at_max_steps_and_a_resumed_run_keeps_its_place(tmp_p
     # step 7 (the last) trains at a cosine fraction of 8/8: the final 1% of the configured rate
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.001 * 0.01)
 
+    # composed configs: the fine-tune override file after the base config, from the first run's weights
+    result = _run_pcc("train", "fit", "--config", str(config), "--config", str(REPO / "configs" / "overrides" / "finetune.yaml"),
+                      "--trainer.max_steps", "2", "--trainer.limit_val_batches", "0", "--model.init_weights", str(checkpoint))
+    assert result.returncode == 0, result.stderr[-2000:]
+    tuned = torch.load(sorted((tmp_path / "runs" / "tiny" / "version_2" / "checkpoints").glob("*.ckpt"))[-1],
+                       map_location="cpu", weights_only=True)
+    assert tuned["global_step"] == 2
+    assert tuned["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.0001 * 0.01)  # the override's rate
+
 
 def test_shipped_training_config_is_from_scratch_and_fixed_in_steps():
     """configs/skullfix.yaml (the shipped weights' command) parses, starts from random weights and ends
@@ -552,6 +561,13 @@ def test_shipped_training_config_is_from_scratch_and_fixed_in_steps():
     assert config["trainer"]["max_steps"] > 0
     callbacks = [c["class_path"] for c in config["trainer"]["callbacks"]]
     assert "pcc.training.StepSchedule" in callbacks and "pcc.training.TimeBudget" not in callbacks
+    gpu = _run_pcc("train", "fit", "--config", str(REPO / "configs" / "skullfix.yaml"),
+                   "--config", str(REPO / "configs" / "overrides" / "gpu.yaml"), "--print_config")
+    assert gpu.returncode == 0, gpu.stderr[-2000:]
+    composed = yaml.safe_load(gpu.stdout)
+    assert composed["trainer"]["accelerator"] == "gpu" and composed["data"]["batch_size"] == 32
+    assert composed["trainer"]["max_steps"] == config["trainer"]["max_steps"]  # the same schedule in steps
+    assert composed["optimizer"]["init_args"]["weight_decay"] == config["optimizer"]["init_args"]["weight_decay"]
 
 
 class _EchoNet(torch.nn.Module):
