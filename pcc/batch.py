@@ -358,14 +358,14 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         warnings.append(negligible + (" (the implant is empty: no STL written)" if voxels == 0 else ""))
     if voxels and np.any(mask & defective.mask()):
         warnings.append("the implant overlaps the defective skull")
-    mesh = None
+    mesh = solid = None
     if voxels and (job.stl is not None or job.preview is not None or with_thickness):
         from pcc.printing import check_printable, largest_component, printable_mesh, solid_mask, write_stl
 
         start = time.perf_counter()
-        mesh = printable_mesh(implant, clearance_mm=clearance_mm, defective=defective)
-        timings["mesh"] = time.perf_counter() - start
         solid = solid_mask(implant, clearance_mm=clearance_mm, defective=defective)
+        mesh = printable_mesh(implant, clearance_mm=clearance_mm, defective=defective, solid=solid)
+        timings["mesh"] = time.perf_counter() - start
         checks = check_printable(mesh, implant, solid=solid)
         record["mesh"] = {"vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)), "clearance_mm": clearance_mm, **checks}
         if not checks["ok"]:
@@ -384,7 +384,8 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         from pcc.printing import thickness_report
 
         start = time.perf_counter()
-        record["implant"].update(thickness_report(implant, mesh=mesh if clearance_mm == 0 else None))
+        plain = clearance_mm == 0  # then the printed solid and mesh are those the thickness figure measures
+        record["implant"].update(thickness_report(implant, mesh=mesh if plain else None, solid=solid if plain else None))
         timings["thickness"] = time.perf_counter() - start
         if record["implant"]["thickness_p05_mm"] < 1.0:
             warnings.append(f"5% of the implant is thinner than {record['implant']['thickness_p05_mm']:.2f} mm")

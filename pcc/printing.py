@@ -70,13 +70,20 @@ def solid_mask(implant: Volume, *, clearance_mm: float = 0.0, defective: Volume 
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 6-connected component of a bool mask (face-connected, so its surface is one piece)."""
-    labels, count = ndimage.label(mask, structure=_SIX)
+    """The largest 6-connected component of a bool mask (face-connected, so its surface is one piece).
+    Labelled within the mask's bounding box only (the components are the same; it is the costly step)."""
+    if not mask.any():
+        return mask.copy()
+    lower, upper = _box(mask)
+    box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
+    labels, count = ndimage.label(mask[box], structure=_SIX)
     if count <= 1:
         return mask.copy()
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    return labels == int(np.argmax(sizes))
+    out = np.zeros(mask.shape, bool)
+    out[box] = labels == int(np.argmax(sizes))
+    return out
 
 
 def printable_mesh(
@@ -85,6 +92,7 @@ def printable_mesh(
     clearance_mm: float = 0.0,
     smoothing_iterations: int = SMOOTHING_ITERATIONS,
     defective: Volume | None = None,
+    solid: np.ndarray | None = None,
 ):
     """A printable solid mesh (trimesh.Trimesh, world mm of the volume's space) of a voxel implant.
 
@@ -95,6 +103,7 @@ def printable_mesh(
             automatically if the smoothed volume would leave ±2 % of voxel count × voxel volume.
         defective: the defective skull on the same grid; with a clearance it limits the gap to
             the faces that touch bone.
+        solid: solid_mask(implant, clearance_mm=clearance_mm, defective=defective) when the caller has it.
 
     Returns:
         A watertight, winding-consistent, outward (positive-volume) single-component Trimesh.
@@ -102,7 +111,7 @@ def printable_mesh(
     import trimesh
     from skimage.measure import marching_cubes
 
-    solid = solid_mask(implant, clearance_mm=clearance_mm, defective=defective)
+    solid = solid_mask(implant, clearance_mm=clearance_mm, defective=defective) if solid is None else solid
     lower, upper = _box(solid)
     crop = _bridge_edge_contacts(np.pad(solid[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))], 1)).astype(np.float32)
     vertices, faces, _, _ = marching_cubes(crop, level=0.5, allow_degenerate=False)
@@ -198,9 +207,11 @@ def check_printable(mesh, implant: Volume, *, solid: np.ndarray | None = None) -
 def voxel_world_box(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
     """World-mm (lower, upper) corners of the box around every nonzero voxel (voxels as cells)."""
     mask = volume.mask()
+    lower, upper = _box(mask)
+    crop = np.pad(mask[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))], 1)
     # only voxels on the mask's boundary can be extreme
-    boundary = mask & ~ndimage.binary_erosion(mask, structure=_SIX)
-    centres = volume.index_to_world(np.argwhere(boundary))
+    boundary = crop & ~ndimage.binary_erosion(crop, structure=_SIX)
+    centres = volume.index_to_world(np.argwhere(boundary) + (lower - 1))
     half = 0.5 * np.abs(volume.directions).sum(axis=0)
     return centres.min(axis=0) - half, centres.max(axis=0) + half
 
@@ -215,7 +226,7 @@ def write_stl(path: str | os.PathLike, mesh, *, space: str = "left-posterior-sup
     write_mesh(path, Mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces)), space=space)
 
 
-def thickness_report(implant: Volume, *, mesh=None) -> dict:
+def thickness_report(implant: Volume, *, mesh=None, solid: np.ndarray | None = None) -> dict:
     """Thickness (mm), surface area (mm²) and volume (mm³) of a voxel implant.
 
     Thickness is the local thickness of Hildebrand & Rüegsegger (1997), as bone morphometry
@@ -228,9 +239,9 @@ def thickness_report(implant: Volume, *, mesh=None) -> dict:
 
     Returns a dict with thickness_min_mm, thickness_p05_mm, thickness_mean_mm (volume-weighted),
     thickness_max_mm, area_mm2 (of the printable mesh, or `mesh`), volume_mm3 (voxel count ×
-    voxel volume), mesh_volume_mm3 and voxels.
+    voxel volume), mesh_volume_mm3 and voxels. `solid`: solid_mask(implant) when the caller has it.
     """
-    solid = solid_mask(implant)
+    solid = solid_mask(implant) if solid is None else solid
     thickness = local_thickness(solid, implant.spacing)
     values = thickness[solid]
     mesh = printable_mesh(implant) if mesh is None else mesh
@@ -265,17 +276,23 @@ def local_thickness(mask: np.ndarray, spacing, *, levels_per_voxel: int = 2) -> 
     result = np.zeros(crop.shape, np.float32)
     top = float(radius.max())
     level_step = s / levels_per_voxel
+    reach = np.ceil(top / spacing).astype(int) + 1
     for level in np.arange(top, 0.0, -level_step):
         centres = radius >= level - 1e-9
-        todo = crop & (result < 2 * level)
+        # A ball reaches at most `top` from its centre: only the box of the centres widened by that can be
+        # covered at this level, and it holds every centre, so its distance transform finds the same ones.
+        centre_lower, centre_upper = _box(centres)
+        sub = tuple(slice(lo, hi) for lo, hi in zip(np.maximum(centre_lower - reach, 0),
+                                                    np.minimum(centre_upper + reach, crop.shape)))
+        todo = crop[sub] & (result[sub] < 2 * level)
         if not todo.any():
             continue
-        distance, indices = ndimage.distance_transform_edt(~centres, sampling=spacing, return_indices=True)
-        nearest = radius[tuple(indices[a][todo] for a in range(3))]
+        distance, indices = ndimage.distance_transform_edt(~centres[sub], sampling=spacing, return_indices=True)
+        nearest = radius[sub][tuple(indices[a][todo] for a in range(3))]
         covered = distance[todo] <= nearest + 1e-9
-        values = result[todo]
+        values = result[sub][todo]
         values[covered] = np.maximum(values[covered], 2 * nearest[covered])
-        result[todo] = values
+        result[sub][todo] = values
     np.maximum(result, 2 * radius, out=result, where=crop)  # every voxel lies in its own ball
     out = np.zeros(mask.shape, np.float32)
     out[box] = result[1:-1, 1:-1, 1:-1]
