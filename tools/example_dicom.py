@@ -25,20 +25,39 @@ sys.path.insert(0, str(REPO))
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 
-def example_ct_hu() -> tuple[np.ndarray, "object", np.ndarray]:
-    """(HU array (x, y, z) int16, the example's defective skull Volume, the removed bone as a bool mask)."""
+def ct_hu(skull: "object", removed: np.ndarray, *, noise_hu: float = 0.0, table: bool = False, seed: int = 0) -> np.ndarray:
+    """A head CT in HU (x, y, z) int16 on the skull's grid: bone 1200 HU, a 3-voxel layer of scalp (40 HU)
+    over the bone and over the removed bone (soft tissue in its place, as in a patient), air −1000 HU;
+    optionally Gaussian noise (noise_hu, standard deviation) and a head-holder plate (300 HU, 8 mm thick,
+    15 mm behind the head along −y of the array, the posterior side of a SkullFix volume)."""
     from scipy import ndimage
 
+    bone = skull.mask()
+    scalp = ndimage.binary_dilation(bone | removed, iterations=3) & ~bone
+    hu = np.full(bone.shape, -1000.0, np.float32)
+    hu[scalp] = 40
+    hu[bone] = 1200
+    if table:
+        rows = np.flatnonzero((bone | scalp).any(axis=(0, 2)))
+        spacing_y = float(skull.spacing[1])
+        back = rows[-1] if skull.directions[1, 1] > 0 else rows[0]
+        sign = 1 if skull.directions[1, 1] > 0 else -1
+        start = back + sign * int(round(15 / spacing_y))
+        plate = sorted([start, start + sign * int(round(8 / spacing_y))])
+        plate = [max(0, plate[0]), min(bone.shape[1], plate[1])]
+        hu[:, plate[0]:plate[1], :] = 300
+    if noise_hu > 0:
+        hu += np.random.default_rng(seed).normal(0.0, noise_hu, hu.shape).astype(np.float32)
+    return np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+
+
+def example_ct_hu() -> tuple[np.ndarray, "object", np.ndarray]:
+    """(HU array (x, y, z) int16, the example's defective skull Volume, the removed bone as a bool mask)."""
     from pcc.examples import EXAMPLE_DEFECTIVE, EXAMPLE_IMPLANT
     from pcc.io import read_volume
 
     skull, implant = read_volume(EXAMPLE_DEFECTIVE), read_volume(EXAMPLE_IMPLANT)
-    bone, removed = skull.mask(), implant.mask()
-    scalp = ndimage.binary_dilation(bone | removed, iterations=3) & ~bone
-    hu = np.full(bone.shape, -1000, np.int16)
-    hu[scalp] = 40
-    hu[bone] = 1200
-    return hu, skull, removed
+    return ct_hu(skull, implant.mask()), skull, implant.mask()
 
 
 def write_series(folder: Path, hu: np.ndarray, directions: np.ndarray, origin: np.ndarray, *, series_number: int = 2,
