@@ -360,7 +360,8 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         warnings.append("the implant overlaps the defective skull")
     mesh = solid = None
     if voxels and (job.stl is not None or job.preview is not None or with_thickness):
-        from pcc.printing import check_printable, largest_component, printable_mesh, solid_mask, write_stl
+        from pcc.masks import largest_component
+        from pcc.printing import check_printable, printable_mesh, solid_mask, write_stl
 
         start = time.perf_counter()
         solid = solid_mask(implant, clearance_mm=clearance_mm, defective=defective)
@@ -370,7 +371,7 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         record["mesh"] = {"vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)), "clearance_mm": clearance_mm, **checks}
         if not checks["ok"]:
             warnings.append(f"the printable mesh failed a check: {checks}")
-        kept = int(largest_component(mask).sum())
+        kept = int(largest_component(mask, connectivity=1).sum())
         if kept < voxels:
             warnings.append(f"the implant has several parts: the STL holds the largest, {kept} of {voxels} voxels "
                             f"({100 * kept / voxels:.1f}%)")

@@ -219,11 +219,9 @@ def build_case_caches(root: Path, name: str, jobs: list[tuple[SyntheticDefect | 
 
 def crop_box(mask: np.ndarray, spacing: np.ndarray, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Index bounds [lower, upper) of mask's nonzero voxels grown by margin_mm, clipped to the array."""
-    nonzero = np.argwhere(mask)
-    margin = np.ceil(margin_mm / np.asarray(spacing)).astype(int)
-    lower = np.maximum(nonzero.min(axis=0) - margin, 0)
-    upper = np.minimum(nonzero.max(axis=0) + 1 + margin, mask.shape)
-    return lower, upper
+    from pcc.masks import widened_box
+
+    return widened_box(mask, np.ceil(margin_mm / np.asarray(spacing)).astype(int))
 
 
 def load_case(path: Path, name: str) -> CachedCase:

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from pcc.masks import bounding_box
 from pcc.volume import Volume
 
 SHAPES = ("craniotomy", "cube", "sphere", "random", "frontoorbital", "parietotemporal", "bilateral")
@@ -258,21 +259,13 @@ def _describe(bone: np.ndarray, volume: Volume, max_points: int = 300_000) -> _S
     idx = np.argwhere(bone[::step, ::step, ::step]) * step
     points = _to_world(volume, idx)
     # the exact extent: the corners of the index bounding box bound the world box for a parallelepiped grid
-    lo_idx, hi_idx = _index_box(bone)
+    lo_idx, hi_idx = bounding_box(bone)
+    hi_idx = hi_idx - 1  # the last bone index on each axis
     box_idx = _box_corners(lo_idx, hi_idx)
     corners = volume.index_to_world(box_idx)
     low = np.maximum(corners.min(axis=0), points.min(axis=0) - step * volume.spacing.max())
     high = np.minimum(corners.max(axis=0), points.max(axis=0) + step * volume.spacing.max())
     return _Skull(points, low, high)
-
-
-def _index_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = [], []
-    for axis in range(3):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        lo.append(hits[0])
-        hi.append(hits[-1])
-    return np.array(lo), np.array(hi)
 
 
 def _box_corners(lo, hi) -> np.ndarray:

@@ -147,24 +147,14 @@ def _boundary_margin(spacing: np.ndarray, distance_mm: float) -> np.ndarray:
 
 def _union_box(masks: list[np.ndarray], margin: np.ndarray) -> tuple[slice, ...] | None:
     """Bounding box of the union of masks, widened by margin voxels per axis (clipped to the array)."""
-    lows, highs = [], []
-    for mask in masks:
-        for_axes = []
-        for axis in range(3):
-            others = tuple(a for a in range(3) if a != axis)
-            hits = np.flatnonzero(mask.any(axis=others))
-            if hits.size == 0:
-                for_axes = None
-                break
-            for_axes.append((hits[0], hits[-1]))
-        if for_axes is not None:
-            lows.append([lo for lo, _ in for_axes])
-            highs.append([hi for _, hi in for_axes])
-    if not lows:
+    from pcc.masks import bounding_box, box_slices
+
+    boxes = [bounding_box(mask) for mask in masks if mask.any()]
+    if not boxes:
         return None
-    low = np.maximum(np.min(lows, axis=0) - margin, 0)
-    high = np.minimum(np.max(highs, axis=0) + margin + 1, masks[0].shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+    low = np.maximum(np.min([lo for lo, _ in boxes], axis=0) - margin, 0)
+    high = np.minimum(np.max([hi for _, hi in boxes], axis=0) + margin, masks[0].shape)
+    return box_slices(low, high)
 
 
 def _directed(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -288,7 +288,7 @@ def implant_from_points(
     rim_closing_mm (closing radius) and sliver_mm. With cleanup=False the result is the voxelized
     points minus the skull (for ablations).
     """
-    from pcc.surface import bounding_box
+    from pcc.masks import bounding_box
     from pcc.voxelize import points_to_volume
 
     skull = defective.mask()
@@ -312,7 +312,7 @@ def implant_from_points(
     union = np.pad(solid_box | skull[box], radius)
     closed = ndimage.binary_closing(union, structure=ball)[tuple(slice(radius, -radius) for _ in range(3))]
     implant_box = ndimage.binary_fill_holes(closed & ~skull[box]) & ~skull[box]
-    implant_box = _drop_fragments(drop_slivers(implant_box, _radius_voxels(settings.sliver_mm, defective)))
+    implant_box = drop_fragments(drop_slivers(implant_box, _radius_voxels(settings.sliver_mm, defective)))
     implant = np.zeros_like(skull)
     implant[box] = implant_box
     return implant
@@ -375,16 +375,11 @@ def drop_slivers(mask: np.ndarray, radius: int) -> np.ndarray:
     return mask & ndimage.binary_dilation(body, structure=ball, iterations=2)
 
 
-def _drop_fragments(mask: np.ndarray, *, keep_fraction: float = 0.1) -> np.ndarray:
-    """Keep 26-connected components with at least keep_fraction of the largest one's voxels."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-    if count <= 1:
-        return mask
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    keep = sizes >= keep_fraction * sizes.max()
-    keep[0] = False
-    return keep[labels]
+def drop_fragments(mask: np.ndarray) -> np.ndarray:
+    """Keep the 26-connected components with at least a tenth of the largest one's voxels."""
+    from pcc.masks import keep_large_components
+
+    return keep_large_components(mask, keep_fraction=0.1, connectivity=3)
 
 
 def no_defect_warning(implant: Volume, defective: Volume, settings: DesignSettings = DesignSettings()) -> str | None:

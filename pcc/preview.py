@@ -125,7 +125,7 @@ def _skull_mesh(defective: Volume, *, pool: int = 2) -> ShadedMesh:
     """The skull's surface from a pool×-averaged mask (≈1 mm triangles), lightly smoothed."""
     from skimage.measure import marching_cubes
 
-    from pcc.surface import bounding_box
+    from pcc.masks import bounding_box
 
     mask = defective.mask()
     lower, upper = bounding_box(mask)

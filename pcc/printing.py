@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from pcc.errors import InputError
+from pcc.masks import bounding_box, largest_component
 from pcc.volume import Volume
 
 VOLUME_TOLERANCE = 0.02
@@ -40,7 +41,7 @@ def solid_mask(implant: Volume, *, clearance_mm: float = 0.0, defective: Volume 
         raise InputError("the implant is empty (no voxel is 1): there is nothing to print")
     if clearance_mm < 0 or not np.isfinite(clearance_mm):
         raise InputError(f"the clearance must be a finite number of mm ≥ 0, got {clearance_mm}")
-    lower, upper = _box(mask)
+    lower, upper = bounding_box(mask)
     pad = 2
     if clearance_mm > 0:
         pad += int(np.ceil(clearance_mm / float(implant.spacing.min()))) + 2
@@ -63,26 +64,9 @@ def solid_mask(implant: Volume, *, clearance_mm: float = 0.0, defective: Volume 
         crop &= distance >= clearance_mm + step - 1e-6
         if not crop.any():
             raise InputError(f"a clearance of {clearance_mm} mm removes the whole implant: use a smaller --clearance")
-    crop = largest_component(crop)
+    crop = largest_component(crop, connectivity=1)  # face-connected: one surface
     out = np.zeros(mask.shape, bool)
     out[box] = crop
-    return out
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 6-connected component of a bool mask (face-connected, so its surface is one piece).
-    Labelled within the mask's bounding box only (the components are the same; it is the costly step)."""
-    if not mask.any():
-        return mask.copy()
-    lower, upper = _box(mask)
-    box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
-    labels, count = ndimage.label(mask[box], structure=_SIX)
-    if count <= 1:
-        return mask.copy()
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    out = np.zeros(mask.shape, bool)
-    out[box] = labels == int(np.argmax(sizes))
     return out
 
 
@@ -112,7 +96,7 @@ def printable_mesh(
     from skimage.measure import marching_cubes
 
     solid = solid_mask(implant, clearance_mm=clearance_mm, defective=defective) if solid is None else solid
-    lower, upper = _box(solid)
+    lower, upper = bounding_box(solid)
     crop = _bridge_edge_contacts(np.pad(solid[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))], 1)).astype(np.float32)
     vertices, faces, _, _ = marching_cubes(crop, level=0.5, allow_degenerate=False)
     vertices = implant.index_to_world(vertices + (np.asarray(lower) - 1))
@@ -207,7 +191,7 @@ def check_printable(mesh, implant: Volume, *, solid: np.ndarray | None = None) -
 def voxel_world_box(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
     """World-mm (lower, upper) corners of the box around every nonzero voxel (voxels as cells)."""
     mask = volume.mask()
-    lower, upper = _box(mask)
+    lower, upper = bounding_box(mask)
     crop = np.pad(mask[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))], 1)
     # only voxels on the mask's boundary can be extreme
     boundary = crop & ~ndimage.binary_erosion(crop, structure=_SIX)
@@ -268,7 +252,7 @@ def local_thickness(mask: np.ndarray, spacing, *, levels_per_voxel: int = 2) -> 
     """
     spacing = np.asarray(spacing, dtype=np.float64)
     s = float(np.cbrt(np.prod(spacing)))
-    lower, upper = _box(mask)
+    lower, upper = bounding_box(mask)
     box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
     crop = np.pad(mask[box], 1)
     radius = ndimage.distance_transform_edt(crop, sampling=spacing) - s / 4.0
@@ -281,7 +265,7 @@ def local_thickness(mask: np.ndarray, spacing, *, levels_per_voxel: int = 2) -> 
         centres = radius >= level - 1e-9
         # A ball reaches at most `top` from its centre: only the box of the centres widened by that can be
         # covered at this level, and it holds every centre, so its distance transform finds the same ones.
-        centre_lower, centre_upper = _box(centres)
+        centre_lower, centre_upper = bounding_box(centres)
         sub = tuple(slice(lo, hi) for lo, hi in zip(np.maximum(centre_lower - reach, 0),
                                                     np.minimum(centre_upper + reach, crop.shape)))
         todo = crop[sub] & (result[sub] < 2 * level)
@@ -297,10 +281,3 @@ def local_thickness(mask: np.ndarray, spacing, *, levels_per_voxel: int = 2) -> 
     out = np.zeros(mask.shape, np.float32)
     out[box] = result[1:-1, 1:-1, 1:-1]
     return out
-
-
-def _box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from pcc.surface import bounding_box
-
-    lower, upper = bounding_box(mask)
-    return np.asarray(lower), np.asarray(upper)

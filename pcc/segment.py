@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from pcc.masks import largest_component
 from pcc.volume import Volume
 
 BONE_LOW_HU = 100.0
@@ -75,7 +76,7 @@ def segment_skull(ct: Volume, *, low: float = BONE_LOW_HU, high: float = BONE_HI
             if table_ids:
                 table = ndimage.binary_dilation(np.isin(labels, table_ids), structure=ball)
                 candidate = bone & ~table
-    return _largest_component(candidate)
+    return largest_component(candidate, connectivity=3)
 
 
 def check_ct_grid(ct: Volume) -> None:
@@ -114,15 +115,6 @@ def scan_warnings(ct: Volume, skull: np.ndarray) -> list[str]:
             "the cut looks like a defect to pcc, so an implant may be designed for it; scan the whole vault"
         )
     return warnings
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, count = ndimage.label(mask, structure=ndimage.generate_binary_structure(3, 3))
-    if count <= 1:
-        return mask
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == int(np.argmax(sizes))
 
 
 def _ellipsoid_structure(radius: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 
 from pcc.cloud import PointCloud
 from pcc.errors import InputError
+from pcc.masks import bounding_box
 from pcc.volume import Volume
 
 SMOOTHING_VOXELS = 0.8
@@ -176,15 +177,3 @@ def _morton_codes(points: np.ndarray, *, cell: float = 0.25) -> np.ndarray:
             x = (x | (x << np.uint64(shift))) & np.uint64(mask)
         code |= x << np.uint64(axis)
     return code
-
-
-def bounding_box(mask: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Inclusive-exclusive index bounds of the nonzero voxels of a 3-D mask."""
-    lower, upper = [], []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        nonzero = np.flatnonzero(mask.any(axis=other))
-        lower.append(int(nonzero[0]))
-        upper.append(int(nonzero[-1]) + 1)
-    return tuple(lower), tuple(upper)
-

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from pcc.cli import add_command
-from pcc.cli.paths import check_output
+from pcc.cli.paths import check_output, whole_number
 from pcc.errors import InputError
 
 
@@ -21,13 +21,6 @@ def _non_negative_mm(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number of mm ≥ 0, got {text}")
     return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -55,9 +48,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="fitting gap between the STL and the bone at the rim, mm (default 0; the volume is unchanged)")
     p.add_argument("--overwrite", action="store_true",
                    help="folder runs: redo cases whose outputs exist (by default they are skipped, so a rerun resumes)")
-    p.add_argument("--num-parts", type=_int, default=1, metavar="K", help="folder runs: split the sorted cases into K parts ...")
-    p.add_argument("--part-id", type=_int, default=0, metavar="I", help="... and design part I (0 ≤ I < K)")
-    p.add_argument("--workers", type=_int, default=1, metavar="N",
+    p.add_argument("--num-parts", type=whole_number, default=1, metavar="K", help="folder runs: split the sorted cases into K parts ...")
+    p.add_argument("--part-id", type=whole_number, default=0, metavar="I", help="... and design part I (0 ≤ I < K)")
+    p.add_argument("--workers", type=whole_number, default=1, metavar="N",
                    help="folder runs: design N cases at once in N processes (CPU stages run in parallel; default 1)")
     p.set_defaults(run=_implant)
 

@@ -33,12 +33,17 @@ def check_input(path: str | Path, what: str) -> Path:
     return given
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer ≥ 1."""
+def whole_number(text: str) -> int:
+    """argparse type: an integer (the command checks its range and says what the option needs)."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    value = whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value

@@ -1,0 +1,79 @@
+"""Boxes and connected components of 3-D boolean masks (array index order (X, Y, Z)).
+
+One implementation of each, used by the pipeline's clean-up, the printable mesh, segmentation,
+metrics and the training cache. Components are labelled within the mask's bounding box only: the
+components are the same, and labelling is the costly step on a 512×512×Z volume.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inclusive-exclusive index bounds (lower, upper), each (3,) int, of the nonzero voxels of a 3-D mask.
+
+    Raises:
+        ValueError: the mask has no nonzero voxel (callers check `mask.any()` first).
+    """
+    lower, upper = [], []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        nonzero = np.flatnonzero(np.asarray(mask).any(axis=other))
+        if nonzero.size == 0:
+            raise ValueError("the mask is empty: it has no bounding box")
+        lower.append(int(nonzero[0]))
+        upper.append(int(nonzero[-1]) + 1)
+    return np.array(lower), np.array(upper)
+
+
+def widened_box(mask: np.ndarray, margin_voxels) -> tuple[np.ndarray, np.ndarray]:
+    """bounding_box(mask) grown by margin_voxels (a number or one per axis), clipped to the array."""
+    lower, upper = bounding_box(mask)
+    margin = np.broadcast_to(np.asarray(margin_voxels, dtype=int), (3,))
+    return np.maximum(lower - margin, 0), np.minimum(upper + margin, mask.shape)
+
+
+def box_slices(lower, upper) -> tuple[slice, slice, slice]:
+    """The index expression of the box [lower, upper)."""
+    return tuple(slice(int(lo), int(hi)) for lo, hi in zip(lower, upper))  # type: ignore[return-value]
+
+
+def _structure(connectivity: int) -> np.ndarray:
+    """1: face (6-) connected; 3: face, edge or corner (26-) connected."""
+    if connectivity not in (1, 3):
+        raise ValueError(f"connectivity must be 1 (6-connected) or 3 (26-connected), got {connectivity}")
+    return ndimage.generate_binary_structure(3, connectivity)
+
+
+def keep_large_components(mask: np.ndarray, *, keep_fraction: float, connectivity: int) -> np.ndarray:
+    """The components of a bool mask with at least keep_fraction of the largest one's voxels
+    (keep_fraction 1.0: the largest alone; of equal largest ones, the first in label order)."""
+    if not mask.any():
+        return mask.copy()
+    lower, upper = bounding_box(mask)
+    box = box_slices(lower, upper)
+    labels, count = ndimage.label(mask[box], structure=_structure(connectivity))
+    if count <= 1:
+        return mask.copy()
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    if keep_fraction >= 1.0:
+        kept = labels == int(np.argmax(sizes))
+    else:
+        keep = sizes >= keep_fraction * sizes.max()
+        keep[0] = False
+        kept = keep[labels]
+    out = np.zeros(mask.shape, bool)
+    out[box] = kept
+    return out
+
+
+def largest_component(mask: np.ndarray, *, connectivity: int) -> np.ndarray:
+    """The largest component of a bool mask (connectivity 1: face-connected, so its surface is one
+    piece; 3: 26-connected)."""
+    return keep_large_components(mask, keep_fraction=1.0, connectivity=connectivity)
+
+
+__all__ = ["bounding_box", "box_slices", "keep_large_components", "largest_component", "widened_box"]
