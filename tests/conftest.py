@@ -82,18 +82,18 @@ def winding_numbers(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray)
 
 
 def implant_coloured(image: np.ndarray) -> np.ndarray:
-    """Pixels of a preview (H, W, 3 floats) in the implant's blue (pcc.preview.IMPLANT: blue − red = 0.85;
+    """Pixels of a preview (H, W, 3 floats) in the implant's blue (pcc.outputs.preview.IMPLANT: blue − red = 0.85;
     the bone, backgrounds and labels have blue − red ≤ 0.06)."""
     return image[..., 2] > image[..., 0] + 0.25
 
 
 def bone_coloured(image: np.ndarray) -> np.ndarray:
-    """Pixels of a preview in a lit shade of the bone's ivory (pcc.preview.BONE)."""
+    """Pixels of a preview in a lit shade of the bone's ivory (pcc.outputs.preview.BONE)."""
     return (image[..., 0] > 0.45) & (image[..., 0] >= image[..., 2]) & (image[..., 0] - image[..., 2] < 0.25)
 
 
 def preview_panels(image: np.ndarray) -> dict[str, np.ndarray]:
-    """The seven panels of a pcc.preview picture (figure layout of render_preview): four 3-D views in the
+    """The seven panels of a pcc.outputs.preview picture (figure layout of render_preview): four 3-D views in the
     upper row (view0..view3: top, side, front, facing the defect / back) and the axial, coronal and
     sagittal slices in the lower row; the heading with its colour legend (top 10 %) is left out."""
     height, width = image.shape[:2]

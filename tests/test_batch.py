@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from conftest import bone_coloured, hollow_ellipsoid, implant_coloured, preview_panels
-from pcc import pipeline
-from pcc.batch import Job, plan_folder, select_part
+import pcc.design as pipeline
+from pcc.outputs.batch import Job, plan_folder, select_part
 from pcc.cli import main
 from pcc.io import read_volume, write_volume
-from pcc.metrics import dice
-from pcc.printing import voxel_world_box
+from pcc.toolkit.metrics import dice
+from pcc.outputs.printing import voxel_world_box
 from pcc.volume import Volume
 
 SHAPE, SHELL = (32, 30, 28), dict(radii=(13.0, 12.0, 11.0), thickness=3.5)
@@ -31,7 +31,7 @@ class StandIn:
     """What load_model returns, for the report: a source file, a device, metadata and design settings."""
 
     def __init__(self, source: Path):
-        from pcc.settings import DesignSettings
+        from pcc.design.settings import DesignSettings
 
         self.source, self.device, self.metadata = source, "cpu", {"stand_in": True}
         self.settings = DesignSettings()

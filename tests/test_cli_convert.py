@@ -18,7 +18,7 @@ from scipy import ndimage
 from conftest import REPO, TILTED_DIRECTIONS, ellipsoid_cavity, hollow_ellipsoid, winding_numbers
 from pcc.cli import build_parser
 from pcc.io import read_cloud, read_volume
-from pcc.printing import voxel_world_box
+from pcc.outputs.printing import voxel_world_box
 
 
 def pcc(*args: str | Path) -> subprocess.CompletedProcess:

@@ -7,11 +7,11 @@ import pytest
 from conftest import ellipsoid_cavity
 from scipy import ndimage
 
-from pcc.cloud import PointCloud
+from pcc.geometry.cloud import PointCloud
 from pcc.errors import InputError
 from pcc.io import read_cloud, write_cloud, write_mesh
-from pcc.surface import volume_to_mesh, volume_to_points
-from pcc.voxelize import points_to_volume
+from pcc.geometry.surface import volume_to_mesh, volume_to_points
+from pcc.geometry.voxelize import points_to_volume
 from pcc.volume import Volume
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pcc.cli import main
-from pcc.defects import SHAPES, make_defect, write_defects
+from pcc.toolkit.defects import SHAPES, make_defect, write_defects
 from pcc.io import read_volume, write_volume
 from pcc.volume import Volume
 

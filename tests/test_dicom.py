@@ -1,4 +1,4 @@
-"""pcc.dicom: CT series from synthetic DICOM files written with pydicom (geometry, order, refusals)."""
+"""pcc.io.dicom: CT series from synthetic DICOM files written with pydicom (geometry, order, refusals)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydicom.dataset import FileDataset, FileMetaDataset  # noqa: E402
 from pydicom.encaps import encapsulate  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
 
-from pcc.dicom import SeriesInfo, list_series, read_series  # noqa: E402
+from pcc.io.dicom import SeriesInfo, list_series, read_series  # noqa: E402
 from pcc.errors import InputError  # noqa: E402
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -374,7 +374,7 @@ def test_pcc_implant_designs_from_a_dicom_ct_on_the_series_grid(tmp_path: Path) 
 
     from pcc.cli import main
     from pcc.io import read_volume
-    from pcc.metrics import score_case
+    from pcc.toolkit.metrics import score_case
 
     truth = _example_as_dicom_ct(tmp_path / "series")
     out = tmp_path / "out"

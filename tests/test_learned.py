@@ -13,11 +13,11 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from pcc import losses
-from pcc.data import CachedCase, SampleSizes, make_pair
+from pcc.learning import losses
+from pcc.learning.data import CachedCase, SampleSizes, make_pair
 from pcc.models import PointCompletionNet
 from pcc.volume import Volume
-from pcc.settings import DesignSettings
+from pcc.design.settings import DesignSettings
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SIZES = dict(global_input=256, global_target=128, local_input=256, local_target=256)
@@ -83,7 +83,7 @@ def test_backend_falls_back_to_torch_when_pykeops_fails(monkeypatch):
 
 
 def test_pairs_are_normalised_and_reproducible():
-    from pcc.surface import volume_to_points
+    from pcc.geometry.surface import volume_to_points
 
     defective, implant = synthetic_case()
     skull = volume_to_points(Volume(defective.astype(np.uint8), np.eye(3) * 1.5, np.zeros(3)), 4000)
@@ -120,7 +120,7 @@ model:
     class_path: pcc.models.PointCompletionNet
     init_args: {{width: 16, feature_dim: 32, coarse_points: 32, children: 4, neighbours: 4}}
   loss:
-    class_path: pcc.losses.CompletionLoss
+    class_path: pcc.learning.losses.CompletionLoss
     init_args: {{backend: torch}}
 data:
   root: {root}
@@ -182,7 +182,7 @@ def test_lightning_cli_trains_validates_checkpoints_and_resumes(tmp_path):
     assert epochs == {"2"}
 
     # the checkpoint loads as a model and designs an implant on the input's own grid
-    from pcc.pipeline import design_implant, load_model
+    from pcc.design import design_implant, load_model
 
     model = load_model(checkpoints[-1], device="cpu")
     defective, _ = synthetic_case()
@@ -210,7 +210,7 @@ def test_the_mirror_prior_trains_from_a_checkpoint_without_it_and_designs_implan
     assert state["pcc_networks"]["local_net"]["init_args"]["prior"] is True and state["pcc_sizes"]["prior_input"] == 128
     assert state["state_dict"]["local_net.prior_fine.weight"].abs().sum() > 0  # trained away from its zero start
 
-    from pcc.pipeline import design_implant, load_model
+    from pcc.design import design_implant, load_model
 
     model = load_model(checkpoint, device="cpu")
     assert model.local_net.prior and model.sizes.prior_input == 128
@@ -221,7 +221,7 @@ def test_the_mirror_prior_trains_from_a_checkpoint_without_it_and_designs_implan
 
 
 def test_init_weights_starts_from_a_checkpoint_and_rejects_another_architecture(tmp_path):
-    from pcc.training import ImplantCompletion
+    from pcc.learning.training import ImplantCompletion
 
     trained = ImplantCompletion(*tiny_nets())
     for parameter in trained.parameters():
@@ -251,9 +251,11 @@ def test_two_process_ddp_on_cpu_logs_validation_reduced_over_both_processes(tmp_
 
     import csv
 
-    from pcc.data import SkullCompletionData, _volume_case
-    from pcc.metrics import score_case
-    from pcc.pipeline import implant_from_points, load_model, predict_implant_cloud
+    from pcc.learning.data import SkullCompletionData, _volume_case
+    from pcc.toolkit.metrics import score_case
+    from pcc.design.loading import load_model
+    from pcc.design.prediction import predict_implant_cloud
+    from pcc.design.reconstruction import implant_from_points
 
     with open(tmp_path / "runs" / "tiny" / "version_0" / "metrics.csv") as handle:
         logged = [row for row in csv.DictReader(handle) if row.get("val/chamfer_mm")]
@@ -280,7 +282,7 @@ def test_two_process_ddp_on_cpu_logs_validation_reduced_over_both_processes(tmp_
 
 def test_device_cuda_without_gpu_is_an_error():
     from pcc.errors import InputError
-    from pcc.pipeline import resolve_device
+    from pcc.design import resolve_device
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
@@ -296,7 +298,7 @@ def test_shipped_model_designs_the_example_implant_with_its_recorded_figures(tmp
 
     from pcc.examples import EXAMPLE_DEFECTIVE, EXAMPLE_IMPLANT
     from pcc.io import read_volume
-    from pcc.metrics import score_case
+    from pcc.toolkit.metrics import score_case
 
     recorded = json.loads((REPO / "pcc" / "weights" / "skullfix.json").read_text())["example_case"]
     output = tmp_path / "implant.nrrd"
@@ -314,7 +316,7 @@ def test_shipped_model_designs_the_example_implant_with_its_recorded_figures(tmp
 def test_damaged_weights_are_refused(tmp_path):
     """A weights file whose tensors no longer match the SHA-256 in its metadata is not used."""
     from pcc.errors import InputError
-    from pcc.pipeline import SHIPPED_WEIGHTS, load_model
+    from pcc.design import SHIPPED_WEIGHTS, load_model
 
     weights = torch.load(SHIPPED_WEIGHTS, map_location="cpu", weights_only=True)
     name = next(key for key in sorted(weights["state_dict"]) if key.startswith("local_net."))
@@ -329,8 +331,8 @@ def test_cache_with_synthetic_defects_is_enough_to_train(tmp_path):
     """pcc-made defects are cached beside the real pairs, and the cache folder alone sets up training."""
     from test_defects import hollow_skull
 
-    from pcc.data import SkullCompletionData, synthetic_defects
-    from pcc.defects import make_defect
+    from pcc.learning.data import SkullCompletionData, synthetic_defects
+    from pcc.toolkit.defects import make_defect
 
     root = tmp_path / "training_set"
     skull = hollow_skull()
@@ -381,9 +383,9 @@ def test_cache_with_synthetic_defects_is_enough_to_train(tmp_path):
 
 
 def test_a_revised_defect_shape_is_cut_again(monkeypatch, tmp_path):
-    """A shape whose definition changed (pcc.defects.SHAPE_REVISIONS) gets new cache files; others keep theirs."""
-    from pcc import defects
-    from pcc.data import SyntheticDefect, cache_path
+    """A shape whose definition changed (pcc.toolkit.defects.SHAPE_REVISIONS) gets new cache files; others keep theirs."""
+    from pcc.toolkit import defects
+    from pcc.learning.data import SyntheticDefect, cache_path
 
     root = Path("training_set")
     cube, sphere = SyntheticDefect("000.nrrd", "cube", 0), SyntheticDefect("000.nrrd", "sphere", 1)
@@ -398,7 +400,7 @@ def test_time_budget_anneals_the_learning_rate_and_stops(tmp_path):
     config = _tiny_training(tmp_path)
     result = _run_pcc(
         "train", "fit", "--config", str(config), "--trainer.max_epochs", "1000", "--trainer.limit_val_batches", "0",
-        "--trainer.callbacks+=pcc.training.TimeBudget", "--trainer.callbacks.minutes", "0.1",
+        "--trainer.callbacks+=pcc.learning.training.TimeBudget", "--trainer.callbacks.minutes", "0.1",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     run = tmp_path / "runs" / "tiny" / "version_0"
@@ -410,7 +412,7 @@ def test_time_budget_anneals_the_learning_rate_and_stops(tmp_path):
 
 
 def test_split_defects_separates_distant_groups_and_drops_stray_points():
-    from pcc.pipeline import split_defects
+    from pcc.design.prediction import split_defects
 
     rng = np.random.default_rng(0)
     left = rng.normal([-60.0, 0.0, 40.0], 8.0, (150, 3))
@@ -423,7 +425,7 @@ def test_split_defects_separates_distant_groups_and_drops_stray_points():
 
 
 def test_centrality_order_puts_a_stray_global_guess_last():
-    from pcc.pipeline import centrality_order
+    from pcc.design.prediction import centrality_order
 
     rng = np.random.default_rng(1)
     near = [rng.normal([50.0, 0.0, 30.0], 5.0, (64, 3)) for _ in range(3)]
@@ -434,7 +436,7 @@ def test_centrality_order_puts_a_stray_global_guess_last():
 
 
 def test_within_reach_drops_voxels_far_from_every_point():
-    from pcc.pipeline import within_reach
+    from pcc.design.reconstruction import within_reach
 
     grid = Volume(np.zeros((30, 20, 10), dtype=np.uint8), np.diag([0.5, 0.5, 2.0]), np.array([5.0, 0.0, -3.0]))
     mask = np.zeros(grid.shape, dtype=bool)
@@ -448,7 +450,7 @@ def test_within_reach_drops_voxels_far_from_every_point():
 
 
 def test_drop_slivers_keeps_the_body_and_its_thin_edge_but_not_a_thin_sheet_far_from_it():
-    from pcc.pipeline import drop_slivers
+    from pcc.design.reconstruction import drop_slivers
 
     mask = np.zeros((60, 30, 30), dtype=bool)
     mask[5:25, 5:25, 5:25] = True  # the body, 20 voxels thick
@@ -463,7 +465,7 @@ def test_drop_slivers_keeps_the_body_and_its_thin_edge_but_not_a_thin_sheet_far_
 def test_share_near_bone_matches_the_distance_to_the_nearest_bone_voxel_centre():
     from scipy.spatial import cKDTree
 
-    from pcc.pipeline import is_intact_bone, share_near_bone
+    from pcc.design.prediction import is_intact_bone, share_near_bone
 
     rng = np.random.default_rng(0)
     array = (rng.random((12, 10, 8)) < 0.05).astype(np.uint8)
@@ -482,7 +484,7 @@ def test_share_near_bone_matches_the_distance_to_the_nearest_bone_voxel_centre()
 def test_time_budget_warms_up_linearly_then_follows_the_cosine():
     from types import SimpleNamespace
 
-    from pcc.training import TimeBudget
+    from pcc.learning.training import TimeBudget
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     trainer = SimpleNamespace(optimizers=[optimizer])
@@ -501,7 +503,7 @@ def test_time_budget_warms_up_linearly_then_follows_the_cosine():
 def test_step_schedule_warms_up_linearly_then_follows_the_cosine_over_max_steps():
     from types import SimpleNamespace
 
-    from pcc.training import StepSchedule
+    from pcc.learning.training import StepSchedule
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     trainer = SimpleNamespace(optimizers=[optimizer], max_steps=100, global_step=0)
@@ -524,7 +526,7 @@ def test_step_schedule_ends_at_max_steps_and_a_resumed_run_keeps_its_place(tmp_p
     rate annealed; resumed from a mid-run checkpoint, it continues the same schedule."""
     config = _tiny_training(tmp_path)
     schedule = ["--trainer.max_epochs", "1000", "--trainer.limit_val_batches", "0",
-                "--trainer.callbacks+=pcc.training.StepSchedule", "--trainer.callbacks.warmup_steps", "2"]
+                "--trainer.callbacks+=pcc.learning.training.StepSchedule", "--trainer.callbacks.warmup_steps", "2"]
     result = _run_pcc("train", "fit", "--config", str(config), "--trainer.max_steps", "3", *schedule)
     assert result.returncode == 0, result.stderr[-2000:]
     first = tmp_path / "runs" / "tiny" / "version_0"
@@ -560,7 +562,7 @@ def test_shipped_training_config_is_from_scratch_and_fixed_in_steps():
     assert config["model"].get("init_weights") is None
     assert config["trainer"]["max_steps"] > 0
     callbacks = [c["class_path"] for c in config["trainer"]["callbacks"]]
-    assert "pcc.training.StepSchedule" in callbacks and "pcc.training.TimeBudget" not in callbacks
+    assert "pcc.learning.training.StepSchedule" in callbacks and "pcc.learning.training.TimeBudget" not in callbacks
     gpu = _run_pcc("train", "fit", "--config", str(REPO / "configs" / "skullfix.yaml"),
                    "--config", str(REPO / "configs" / "overrides" / "gpu.yaml"), "--print_config")
     assert gpu.returncode == 0, gpu.stderr[-2000:]
@@ -585,7 +587,7 @@ class _EchoNet(torch.nn.Module):
 
 @pytest.mark.parametrize("mirror", [False, True])
 def test_mirrored_passes_are_mirrored_back_to_the_input_side(mirror):
-    from pcc.pipeline import predict_implant_cloud
+    from pcc.design.prediction import predict_implant_cloud
 
     rng = np.random.default_rng(3)
     points = rng.uniform([10.0, -30.0, 0.0], [70.0, 30.0, 40.0], (2000, 3))  # all on the +x side
@@ -628,8 +630,8 @@ class _AtFrameCentre(torch.nn.Module):
 
 @pytest.mark.parametrize("hole_guesses", [0, 3])
 def test_when_the_most_central_guess_is_intact_bone_a_distinct_guess_is_tried(hole_guesses):
-    from pcc.frames import global_frame
-    from pcc.pipeline import predict_implant_cloud
+    from pcc.geometry.frames import global_frame
+    from pcc.design.prediction import predict_implant_cloud
 
     array = np.ones((60, 20, 20), dtype=np.uint8)  # a 60 × 20 × 20 mm block of bone at 1 mm voxels ...
     array[40:, :, :] = 0  # ... whose last third is a hole
@@ -652,8 +654,8 @@ def test_when_the_most_central_guess_is_intact_bone_a_distinct_guess_is_tried(ho
 
 @pytest.mark.parametrize(("intact_bone_mm", "kept"), [(1.5, True), (2.5, False)])
 def test_a_guess_beside_the_bone_is_a_hole_or_intact_bone_by_the_distance_given(intact_bone_mm, kept):
-    from pcc.frames import global_frame
-    from pcc.pipeline import predict_implant_cloud
+    from pcc.geometry.frames import global_frame
+    from pcc.design.prediction import predict_implant_cloud
 
     array = np.ones((60, 20, 20), dtype=np.uint8)  # bone at 1 mm voxels, x = 0..39; a hole from x = 40
     array[40:, :, :] = 0

@@ -44,7 +44,7 @@ def test_a_model_file_with_a_code_payload_is_refused_and_the_payload_never_runs(
 def test_init_weights_refuses_a_payload_too(tmp_path):
     from test_learned import tiny_nets
 
-    from pcc.training import ImplantCompletion
+    from pcc.learning.training import ImplantCompletion
 
     marker = tmp_path / "payload-ran"
     evil = tmp_path / "evil.ckpt"

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import TILTED_DIRECTIONS, bone_coloured, hollow_ellipsoid, implant_coloured, preview_panels
 from pcc.errors import InputError
-from pcc.preview import BONE, IMPLANT, _shaded, render, render_preview
+from pcc.outputs.preview import BONE, IMPLANT, _shaded, render, render_preview
 from pcc.volume import Volume
 
 

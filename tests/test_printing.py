@@ -8,7 +8,7 @@ import trimesh
 
 from conftest import TILTED_DIRECTIONS, hollow_ellipsoid
 from pcc.errors import InputError
-from pcc.printing import (
+from pcc.outputs.printing import (
     check_printable,
     local_thickness,
     printable_mesh,
@@ -131,7 +131,7 @@ def _non_manifold_edges(mask: np.ndarray) -> int:
 
 
 def test_voxels_touching_along_an_edge_are_bridged_before_meshing():
-    from pcc.printing import _bridge_edge_contacts
+    from pcc.outputs.printing import _bridge_edge_contacts
 
     assert _non_manifold_edges(EDGE_CONTACTS) > 0  # the problem is real
     bridged = _bridge_edge_contacts(EDGE_CONTACTS)

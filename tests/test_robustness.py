@@ -19,11 +19,12 @@ import pytest
 import torch
 
 from conftest import REPO, hollow_ellipsoid
-from pcc import pipeline
+import pcc.design as pipeline
+import pcc.design.implant as design_steps
 from pcc.cli import main
-from pcc.cloud import PointCloud
+from pcc.geometry.cloud import PointCloud
 from pcc.volume import Volume
-from pcc.settings import DesignSettings
+from pcc.design.settings import DesignSettings
 
 SHIPPED = REPO / "pcc" / "weights" / "skullfix.pt"
 SHELL = hollow_ellipsoid((40, 36, 32), radii=(16, 14, 12), thickness=4, hole_radius=6)
@@ -174,7 +175,7 @@ def test_no_defect_warning_threshold():
 @pytest.fixture(scope="module")
 def tiny_model() -> pipeline.CompletionModel:
     """A small randomly initialised two-stage model (test fixture, not a product model)."""
-    from pcc.data import SampleSizes
+    from pcc.learning.data import SampleSizes
     from pcc.models import PointCompletionNet
 
     torch.manual_seed(0)
@@ -220,7 +221,7 @@ def test_shipped_model_fills_both_holes_of_a_bilateral_defect(shared_data):
 
     from scipy import ndimage
 
-    from pcc.defects import make_defect
+    from pcc.toolkit.defects import make_defect
     from pcc.io import read_volume
 
     complete = read_volume(shared_data / "skullfix" / "training_set" / "complete_skull" / "005.nrrd")
@@ -258,7 +259,7 @@ def test_benchmark_downsampling_keeps_world_geometry():
 
 def test_a_second_search_fills_the_defect_the_first_passed_over(monkeypatch):
     """design_implant searches again on the skull completed with what it found (stand-in networks)."""
-    from pcc.surface import volume_to_points
+    from pcc.geometry.surface import volume_to_points
 
     complete = hollow_ellipsoid(hole_radius=0.0).astype(bool)
     index = np.indices(complete.shape)
@@ -280,7 +281,7 @@ def test_a_second_search_fills_the_defect_the_first_passed_over(monkeypatch):
                 return volume_to_points(Volume(part.astype(np.uint8), **grid), 4000, seed=0)
         return PointCloud(np.zeros((0, 3)), np.zeros((0, 3)))
 
-    monkeypatch.setattr(pipeline, "implant_cloud", implant_cloud)
+    monkeypatch.setattr(design_steps, "implant_cloud", implant_cloud)  # where design_implant looks it up
     one = pipeline.design_implant(defective, model=None, settings=DesignSettings(search_rounds=1)).mask()
     assert np.count_nonzero(one & side) == 0
     searched.clear()

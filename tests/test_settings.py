@@ -1,5 +1,5 @@
-"""pcc.settings.DesignSettings: one typed object that travels with the weights and into every report;
-and the surface step it switches on (pcc.pipeline.smooth_points)."""
+"""pcc.design.settings.DesignSettings: one typed object that travels with the weights and into every report;
+and the surface step it switches on (pcc.design.smooth_points)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from pcc.cloud import PointCloud
+from pcc.geometry.cloud import PointCloud
 from pcc.errors import InputError
-from pcc.pipeline import SHIPPED_WEIGHTS, load_model, smooth_points
-from pcc.settings import DesignSettings
+from pcc.design.loading import SHIPPED_WEIGHTS, load_model
+from pcc.design.reconstruction import smooth_points
+from pcc.design.settings import DesignSettings
 
 
 def test_overrides_and_dicts_are_typed_and_refuse_unknown_names():

@@ -1,4 +1,4 @@
-"""The mirror prior (pcc.symmetry) and the networks' second input set that carries it."""
+"""The mirror prior (pcc.geometry.symmetry) and the networks' second input set that carries it."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import pytest
 import torch
 from test_defects import hollow_skull
 
-from pcc import symmetry
-from pcc.data import CachedCase, SampleSizes, Warps, make_pair, smooth_warp
-from pcc.metrics import dice
+from pcc.geometry import symmetry
+from pcc.learning.data import CachedCase, SampleSizes, Warps, make_pair, smooth_warp
+from pcc.toolkit.metrics import dice
 from pcc.models import PointCompletionNet
-from pcc.surface import volume_to_points
+from pcc.geometry.surface import volume_to_points
 from pcc.volume import Volume
 
 

@@ -31,9 +31,9 @@ sys.path.insert(0, str(REPO / "tools"))
 
 from example_dicom import ct_hu, write_series  # noqa: E402
 
-from pcc.data import case_names, default_validation_split  # noqa: E402
+from pcc.learning.data import case_names, default_validation_split  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
-from pcc.metrics import dice, score_case  # noqa: E402
+from pcc.toolkit.metrics import dice, score_case  # noqa: E402
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
     import trimesh
 
     from pcc.cli import main as pcc_main
-    from pcc.dicom import read_series
+    from pcc.io.dicom import read_series
 
     root = Path(args.root)
     names = case_names(root)
@@ -95,8 +95,8 @@ def main() -> None:
 
 def _segmented(series: Path) -> np.ndarray:
     """The skull pcc segments from the series (what `pcc implant --ct` designed from)."""
-    from pcc.dicom import read_series
-    from pcc.segment import segment_skull
+    from pcc.io.dicom import read_series
+    from pcc.toolkit.segment import segment_skull
 
     return segment_skull(read_series(series))
 

@@ -24,11 +24,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pcc.data import case_names, default_validation_split  # noqa: E402
+from pcc.learning.data import case_names, default_validation_split  # noqa: E402
 from pcc.io import read_volume, write_volume  # noqa: E402
-from pcc.metrics import score_case  # noqa: E402
-from pcc.pipeline import design_implant, load_model  # noqa: E402
-from pcc.settings import DesignSettings  # noqa: E402
+from pcc.toolkit.metrics import score_case  # noqa: E402
+from pcc.design import design_implant, load_model  # noqa: E402
+from pcc.design.settings import DesignSettings  # noqa: E402
 
 STAGES = ("read", "cloud", "network", "voxelize_cleanup", "write")
 
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--passes", type=int, default=None, help="local passes (default: the model's settings)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a pcc.settings.DesignSettings field, e.g. --set point_smoothing_mm=3 (repeatable)")
+                        help="override a pcc.design.settings.DesignSettings field, e.g. --set point_smoothing_mm=3 (repeatable)")
     parser.add_argument("--no-cleanup", action="store_true")
     parser.add_argument("--csv", default=None)
     args = parser.parse_args()

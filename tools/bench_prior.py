@@ -1,4 +1,4 @@
-"""The mirror prior alone (pcc.symmetry), scored as an implant: how much the skull's other side knows.
+"""The mirror prior alone (pcc.geometry.symmetry), scored as an implant: how much the skull's other side knows.
 
     python tools/bench_prior.py [--root ../shared/data/skullfix/training_set] [--cases validation|N|NAMES]
                                 [--shapes real,all|S1,S2] [--seed 0] [--csv docs/bench_prior_alone_cpu.csv]
@@ -28,13 +28,13 @@ sys.path.insert(0, str(REPO))
 
 from bench_robustness import _select as select_cases  # noqa: E402 (same case choice and seeds)
 
-from pcc import symmetry  # noqa: E402
-from pcc.defects import SHAPES, make_defect  # noqa: E402
-from pcc.frames import defect_frame  # noqa: E402
+from pcc.geometry import symmetry  # noqa: E402
+from pcc.toolkit.defects import SHAPES, make_defect  # noqa: E402
+from pcc.geometry.frames import defect_frame  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
-from pcc.metrics import score_case  # noqa: E402
-from pcc.network_inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS  # noqa: E402
-from pcc.surface import volume_to_points  # noqa: E402
+from pcc.toolkit.metrics import score_case  # noqa: E402
+from pcc.learning.network_inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS  # noqa: E402
+from pcc.geometry.surface import volume_to_points  # noqa: E402
 
 REACH_RADII = 1.05
 HEADER = ["case", "shape", "fit", "dsc", "bdsc", "hd95", "icp_rmse_mm", "seconds"]

@@ -7,7 +7,7 @@ Parts (all by default):
 
 - varied: for each case (default: the fixed validation split of the SkullFix training set, never
   trained on), read its complete skull (complete_skull/NAME), cut one defect of every shape in
-  pcc.defects.SHAPES (seeded by --seed, the case name and the shape, so reruns cut the same defects),
+  pcc.toolkit.defects.SHAPES (seeded by --seed, the case name and the shape, so reruns cut the same defects),
   design the implant and score DSC, bDSC and HD95 against the cut-out bone. Prints per-shape and
   overall mean and minimum.
 - coarse: the case's defective skull and implant at 2× coarser voxels (2×2×2 blocks; a coarse voxel
@@ -40,11 +40,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pcc.data import case_names, default_validation_split  # noqa: E402
-from pcc.defects import SHAPES, make_defect  # noqa: E402
+from pcc.learning.data import case_names, default_validation_split  # noqa: E402
+from pcc.toolkit.defects import SHAPES, make_defect  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
-from pcc.metrics import score_case  # noqa: E402
-from pcc.pipeline import design_implant, load_model, no_defect_warning  # noqa: E402
+from pcc.toolkit.metrics import score_case  # noqa: E402
+from pcc.design import design_implant, load_model, no_defect_warning  # noqa: E402
 from pcc.volume import Volume  # noqa: E402
 
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "skullfix" / "training_set"
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--csv", default=None, help="write one row per scored case (and the memory figure)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a pcc.settings.DesignSettings field of the model, e.g. --set point_smoothing_mm=3")
+                        help="override a pcc.design.settings.DesignSettings field of the model, e.g. --set point_smoothing_mm=3")
     parser.add_argument("--memory-size", type=int, default=512, help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -184,7 +184,7 @@ def complete_skulls(root: Path, names: list[str], model) -> list[list]:
 def _summary(rows: list[list], *, key, title: str) -> None:
     if not rows:
         return
-    # An empty implant has HD95 inf (pcc.metrics), which makes the mean inf: the median and the
+    # An empty implant has HD95 inf (pcc.toolkit.metrics), which makes the mean inf: the median and the
     # count of empty implants say more then.
     print(f"\n{title}: {'':>10} mean DSC  min DSC  mean bDSC  mean HD95 (mm)  median HD95  empty  cases")
     groups: dict[str, list[list]] = {}

@@ -1,7 +1,7 @@
 """Round-trip benchmark: implant volume → point cloud → volume on the same grid.
 
 For each SkullFix training implant and each point count: DSC and HD95 (mm) against the original,
-and the time of each direction (pcc.surface.volume_to_points, pcc.voxelize.points_to_volume; file
+and the time of each direction (pcc.geometry.surface.volume_to_points, pcc.geometry.voxelize.points_to_volume; file
 reading is not timed). Also times a full 512×512×Z skull in both directions.
 
 Writes a table to stdout, a CSV and a plot (DSC and HD95 against point count, times).
@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def hd95_mm(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray) -> float:
-    """95th percentile of both directed surface distances pooled (pcc.metrics when present)."""
+    """95th percentile of both directed surface distances pooled (pcc.toolkit.metrics when present)."""
     try:
-        from pcc.metrics import hausdorff
+        from pcc.toolkit.metrics import hausdorff
 
         return float(hausdorff(pred, gt, spacing)[1])
     except ImportError:  # a small local version: surfaces = mask XOR its 6-connected erosion
@@ -78,8 +78,8 @@ def main() -> int:
         return 0
 
     from pcc.io import read_volume
-    from pcc.surface import volume_to_points
-    from pcc.voxelize import points_to_volume
+    from pcc.geometry.surface import volume_to_points
+    from pcc.geometry.voxelize import points_to_volume
 
     implants = sorted((args.data / "training_set" / "implant").glob("*.nrrd"))
     if not implants:

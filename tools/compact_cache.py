@@ -1,4 +1,4 @@
-"""Write a smaller copy of a training cache (pcc.data), e.g. to carry it to a GPU machine without the data set.
+"""Write a smaller copy of a training cache (pcc.learning.data), e.g. to carry it to a GPU machine without the data set.
 
     python tools/compact_cache.py cache/skullfix .carry/cache7 [--skull-points 6144] [--global-points 2048] [--implant-points 2048]
                                      [--mirror-points 4096]
@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pcc.data import MANIFEST  # noqa: E402
+from pcc.learning.data import MANIFEST  # noqa: E402
 
 
 def compact_case(source: Path, target: Path, counts: dict[str, int], rng: np.random.Generator) -> None:

@@ -29,7 +29,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pcc.settings import DesignSettings  # noqa: E402
+from pcc.design.settings import DesignSettings  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--train-minutes", type=float)
     parser.add_argument("--validation", help="CSV written by tools/bench_implant.py on the validation split")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="a pcc.settings.DesignSettings field the weights carry, other than its default (repeatable)")
+                        help="a pcc.design.settings.DesignSettings field the weights carry, other than its default (repeatable)")
     parser.add_argument("--base", help="the weights a fine-tune started from (model.init_weights): their metadata is kept")
     parser.add_argument("--data", default="SkullFix training_set (AutoImplant 2020), 60 cases; 10 held out: 005 018 028 038 048 061 073 081 089 096")
     args = parser.parse_args()
@@ -96,9 +96,9 @@ def record_checks(path: Path) -> None:
     and the design settings it carries (the defaults when it carries none) to both."""
     from pcc.examples import EXAMPLE_DEFECTIVE, EXAMPLE_IMPLANT
     from pcc.io import read_volume
-    from pcc.metrics import score_case
+    from pcc.toolkit.metrics import score_case
     from pcc.models import state_digest
-    from pcc.pipeline import design_implant, load_model
+    from pcc.design import design_implant, load_model
 
     weights = torch.load(path, map_location="cpu", weights_only=True)
     metadata = weights["pcc_metadata"]

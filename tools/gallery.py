@@ -23,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pcc.batch import Job, run_jobs  # noqa: E402
+from pcc.outputs.batch import Job, run_jobs  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
-from pcc.printing import check_printable, solid_mask  # noqa: E402
+from pcc.outputs.printing import check_printable, solid_mask  # noqa: E402
 
 
 def main() -> int:

@@ -5,7 +5,7 @@ ground truth: an ablation on the development split, not a tuner.
         [--grid point_smoothing_mm=0,2,3,4] [--grid surface_smoothing_mm=0.5,1.0] [--csv out.csv]
 
 For each development case (the fixed split, never trained on) the networks run once (first search,
-the model's settings); every combination of the --grid values of pcc.settings.DesignSettings fields
+the model's settings); every combination of the --grid values of pcc.design.settings.DesignSettings fields
 (those implant_from_points uses: point_smoothing_mm, kernel_neighbours, implant_reach_mm,
 surface_smoothing_mm, rim_closing_mm, sliver_mm) is then applied to that output and scored. Prints
 the mean DSC, bDSC and HD95 (mm) of every combination; --csv writes one row per case and combination.
@@ -24,10 +24,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import pcc.pipeline as pipeline  # noqa: E402
-from pcc.data import case_names, default_validation_split  # noqa: E402
+import pcc.design as pipeline  # noqa: E402
+from pcc.design.reconstruction import implant_from_points  # noqa: E402
+from pcc.learning.data import case_names, default_validation_split  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
-from pcc.metrics import score_case  # noqa: E402
+from pcc.toolkit.metrics import score_case  # noqa: E402
 
 AFTER_THE_NETWORKS = ("point_smoothing_mm", "kernel_neighbours", "implant_reach_mm", "surface_smoothing_mm",
                       "rim_closing_mm", "sliver_mm")
@@ -61,7 +62,7 @@ def main() -> None:
         truth = read_volume(root / "implant" / name).mask()
         cloud = pipeline.implant_cloud(defective, model, settings=model.settings)
         for combo, setting in zip(combinations, settings):
-            implant = pipeline.implant_from_points(cloud, defective, settings=setting)
+            implant = implant_from_points(cloud, defective, settings=setting)
             result = score_case(implant, truth, defective.mask(), defective.spacing)
             rows.append({"case": name, **combo, "dsc": result.dsc, "bdsc": result.bdsc, "hd95": result.hd95})
         print(f"{name} done", flush=True)

@@ -64,7 +64,7 @@ def add_command(
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:  # the Lightning CLI parses its own arguments
-        from pcc.training import train_cli
+        from pcc.learning.training import train_cli
 
         if argv[1:] in (["-h"], ["--help"]):
             return _train_help(train_cli)

@@ -43,9 +43,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _to_points(args: argparse.Namespace) -> None:
-    from pcc.cloud import PointCloud
+    from pcc.geometry.cloud import PointCloud
     from pcc.io import read_volume, write_cloud
-    from pcc.surface import volume_to_points
+    from pcc.geometry.surface import volume_to_points
     from pcc.volume import require_binary
 
     check_input(args.volume, "input volume")
@@ -59,7 +59,7 @@ def _to_points(args: argparse.Namespace) -> None:
 
 def _to_volume(args: argparse.Namespace) -> None:
     from pcc.io import is_volume_path, read_cloud, read_volume, write_volume
-    from pcc.voxelize import points_to_volume
+    from pcc.geometry.voxelize import points_to_volume
 
     check_input(args.cloud, "input cloud")
     check_input(args.like, "reference volume")
@@ -75,8 +75,8 @@ def _mesh(args: argparse.Namespace) -> None:
     import numpy as np
 
     from pcc.io import read_volume, write_mesh
-    from pcc.printing import printable_mesh
-    from pcc.surface import Mesh
+    from pcc.outputs.printing import printable_mesh
+    from pcc.geometry.surface import Mesh
     from pcc.volume import require_binary
 
     check_input(args.volume, "input volume")

@@ -64,9 +64,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _implant(args: argparse.Namespace) -> None:
-    from pcc.batch import CtInput, Job, plan_folder, run_jobs, select_part
+    from pcc.outputs.batch import CtInput, Job, plan_folder, run_jobs, select_part
     from pcc.io import is_volume_path
-    from pcc.pipeline import resolve_device
+    from pcc.design import resolve_device
 
     source = Path(args.input)
     if args.series is not None and not args.ct:
@@ -145,10 +145,10 @@ def _path(text: str | None) -> Path | None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from pcc.batch import Job, run_jobs
+    from pcc.outputs.batch import Job, run_jobs
     from pcc.examples import EXAMPLE_DEFECTIVE, EXAMPLE_IMPLANT
     from pcc.io import read_volume
-    from pcc.metrics import score_case
+    from pcc.toolkit.metrics import score_case
 
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():

@@ -8,10 +8,10 @@ Coarse-to-fine (PCN-style) with local refinement:
    and a local feature pooled from the coarse point's k nearest input points (positions relative
    to the coarse point, and their normals), so the fine surface can align with nearby bone.
 4. optional prior (prior=True): a second input set, the skull's mirror image aligned around the
-   defect (pcc.symmetry), has its own encoder and its own local feature; both enter through layers
+   defect (pcc.geometry.symmetry), has its own encoder and its own local feature; both enter through layers
    that start at zero, so a network trained without the prior starts out unchanged when the prior
    is added and learns where to trust the mirror (one-sided defects) and where not.
-All coordinates are in the caller's normalised frame (pcc.frames).
+All coordinates are in the caller's normalised frame (pcc.geometry.frames).
 """
 
 from __future__ import annotations

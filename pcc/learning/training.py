@@ -19,7 +19,7 @@ import pytorch_lightning as L
 import torch
 from torch import nn
 
-from pcc.losses import CompletionLoss, chamfer_distance, choose_backend
+from pcc.learning.losses import CompletionLoss, chamfer_distance, choose_backend
 from pcc.models import network_state
 
 
@@ -92,8 +92,9 @@ class ImplantCompletion(L.LightningModule):
         return total
 
     def validation_step(self, case: dict, batch_index: int) -> None:
-        from pcc.metrics import score_case
-        from pcc.pipeline import implant_from_points, predict_implant_cloud
+        from pcc.toolkit.metrics import score_case
+        from pcc.design.prediction import predict_implant_cloud
+        from pcc.design.reconstruction import implant_from_points
         from pcc.volume import Volume
 
         cached = case["case"]
@@ -222,7 +223,7 @@ def train_cli(args: list[str]) -> int:
     """`pcc train ...`: the Lightning CLI over ImplantCompletion and SkullCompletionData."""
     from pytorch_lightning.cli import LightningCLI
 
-    from pcc.data import SkullCompletionData
+    from pcc.learning.data import SkullCompletionData
 
     import warnings
 

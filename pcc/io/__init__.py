@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcc.cloud import PointCloud
+from pcc.geometry.cloud import PointCloud
 from pcc.errors import InputError
 from pcc.volume import Volume
 
@@ -231,7 +231,7 @@ def _short(error: Exception) -> str:
 
 
 def write_mesh(path: str | os.PathLike, mesh, *, space: str = "left-posterior-superior") -> None:
-    """Write a pcc.surface.Mesh (world mm) as binary STL (space named in its header) or PLY."""
+    """Write a pcc.geometry.surface.Mesh (world mm) as binary STL (space named in its header) or PLY."""
     import trimesh
 
     suffix = Path(path).suffix.lower()

@@ -1,11 +1,11 @@
 """The implant pipeline's settings: every number that changes a designed implant, in one typed object.
 
-    from pcc.settings import DesignSettings
+    from pcc.design.settings import DesignSettings
     settings = DesignSettings()                           # the defaults below
     settings = dataclasses.replace(settings, local_passes=8)
     implant = design_implant(defective, model, settings=settings)
 
-A weights file carries the settings it was measured with (`pcc_settings`; pcc.pipeline.load_model
+A weights file carries the settings it was measured with (`pcc_settings`; pcc.design.load_model
 reads them, defaults where a field is missing), and every `pcc implant --report` records the settings
 that designed its implants, so a figure can always be tied to the settings that made it. The comments
 give the measurement behind each default ("validation" is the development split: the 10 held-out
@@ -20,7 +20,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DesignSettings:
-    """Settings of pcc.pipeline.design_implant (lengths in world mm, volumes in mm³)."""
+    """Settings of pcc.design.design_implant (lengths in world mm, volumes in mm³)."""
 
     # Resamplings of the local input whose predictions are merged (more points, less noise).
     local_passes: int = 4
@@ -63,7 +63,7 @@ class DesignSettings:
     # the shipped weights: DSC 0.9224 (off), 0.9220 (2 mm), 0.9216 (3 mm), 0.9179 (5 mm): off
     # (docs/experiments.md, "A surface step before voxelization").
     point_smoothing_mm: float = 0.0
-    # The voxelizer's kernel reaches about this many predicted points (pcc.voxelize.points_to_volume's
+    # The voxelizer's kernel reaches about this many predicted points (pcc.geometry.voxelize.points_to_volume's
     # neighbours; its default of 8 suits clean surface samples): a wider kernel averages the network's
     # sub-millimetre noise. Varied mean DSC 0.855 (8) → 0.857 (16) → 0.858 (32); on 41 of them 0.862 (8),
     # 0.865 (32), 0.866 (64); the real cases unchanged (±0.001). 64 costs 2 s more per case than 8, 32 0.9 s.

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from pcc.cloud import PointCloud
+from pcc.geometry.cloud import PointCloud
 from pcc.errors import InputError
 from pcc.volume import Volume
 

@@ -1,6 +1,6 @@
 """Printable implant meshes and the implant's thickness, area and volume.
 
-    from pcc.printing import printable_mesh, thickness_report
+    from pcc.outputs.printing import printable_mesh, thickness_report
     mesh = printable_mesh(implant, clearance_mm=0.2, defective=skull)   # trimesh.Trimesh, world mm
     write_stl(path, mesh, space=implant.space)
     thickness_report(implant)    # {'thickness_min_mm': ..., 'volume_mm3': ..., ...}
@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from pcc.errors import InputError
-from pcc.masks import bounding_box, largest_component
+from pcc.geometry.masks import bounding_box, largest_component
 from pcc.volume import Volume
 
 VOLUME_TOLERANCE = 0.02
@@ -203,7 +203,7 @@ def voxel_world_box(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
 def write_stl(path: str | os.PathLike, mesh, *, space: str = "left-posterior-superior") -> None:
     """Write a trimesh as binary STL (atomic), naming the world space and units in its 80-byte header."""
     from pcc.io import write_mesh
-    from pcc.surface import Mesh
+    from pcc.geometry.surface import Mesh
 
     if Path(path).suffix.lower() != ".stl":
         raise InputError(f"{path}: the STL output must end in .stl")

@@ -1,7 +1,7 @@
 """Preview pictures: the defective skull with its implant, shaded in 3-D from the surgeon's views,
 and slices through the defect with the implant overlaid.
 
-    from pcc.preview import render_preview
+    from pcc.outputs.preview import render_preview
     render_preview(defective, implant, "case_000.png", title="000")
 
 The 3-D views are rendered by a small z-buffer rasterizer (numpy only, no OpenGL or display):
@@ -76,7 +76,7 @@ def render_preview(
     has_implant = bool(implant.mask().any())
     if has_implant:
         if implant_mesh is None:
-            from pcc.printing import printable_mesh
+            from pcc.outputs.printing import printable_mesh
 
             implant_mesh = printable_mesh(implant)
         meshes.append(_shaded(np.asarray(implant_mesh.vertices), np.asarray(implant_mesh.faces), IMPLANT))
@@ -125,7 +125,7 @@ def _skull_mesh(defective: Volume, *, pool: int = 2) -> ShadedMesh:
     """The skull's surface from a pool×-averaged mask (≈1 mm triangles), lightly smoothed."""
     from skimage.measure import marching_cubes
 
-    from pcc.masks import bounding_box
+    from pcc.geometry.masks import bounding_box
 
     mask = defective.mask()
     lower, upper = bounding_box(mask)

@@ -66,7 +66,7 @@ class RunReport:
                 "path": str(source.resolve()),
                 "sha256": file_sha256(source) if source.is_file() else None,
                 "metadata": _jsonable(getattr(model, "metadata", {}) or {}),
-                # the pipeline's settings that designed this run's implants (pcc.settings.DesignSettings)
+                # the pipeline's settings that designed this run's implants (pcc.design.settings.DesignSettings)
                 "design_settings": model.settings.as_dict() if hasattr(model, "settings") else None,
             }
         resolved = str(model.device) if model is not None else device

@@ -147,7 +147,7 @@ def _boundary_margin(spacing: np.ndarray, distance_mm: float) -> np.ndarray:
 
 def _union_box(masks: list[np.ndarray], margin: np.ndarray) -> tuple[slice, ...] | None:
     """Bounding box of the union of masks, widened by margin voxels per axis (clipped to the array)."""
-    from pcc.masks import bounding_box, box_slices
+    from pcc.geometry.masks import bounding_box, box_slices
 
     boxes = [bounding_box(mask) for mask in masks if mask.any()]
     if not boxes:

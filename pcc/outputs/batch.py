@@ -29,7 +29,7 @@ class CtInput:
 
     series: the DICOM series to read (SeriesNumber or SeriesInstanceUID) when the source folder holds
         several; None when it holds one, or when the source is a .nrrd/.nii(.gz) CT.
-    low_hu, high_hu: bone threshold of the segmentation (pcc.segment.segment_skull).
+    low_hu, high_hu: bone threshold of the segmentation (pcc.toolkit.segment.segment_skull).
     """
 
     series: str | None = None
@@ -76,7 +76,7 @@ def plan_folder(source: Path, out_dir: Path, *, stl_dir: Path | None = None, pre
     """Jobs for every volume of a folder: same file names in out_dir, <name>.stl / <name>.png beside."""
     inputs = folder_inputs(source)
     if not inputs:
-        from pcc.dicom import list_series
+        from pcc.io.dicom import list_series
 
         if list_series(source):
             raise InputError(f"{source} holds a DICOM series: add --ct to segment the CT and design its implant")
@@ -141,7 +141,7 @@ def run_jobs(
     """
     from tqdm import tqdm
 
-    from pcc.report import RunReport
+    from pcc.outputs.report import RunReport
 
     log = log or sys.stderr
     state: dict[str, Any] = {"model": None}
@@ -151,7 +151,7 @@ def run_jobs(
 
     def model():
         if state["model"] is None:
-            from pcc.pipeline import load_model
+            from pcc.design import load_model
 
             start = time.perf_counter()
             state["model"] = load_model(model_path, device=device)
@@ -243,7 +243,7 @@ def _load_worker_model(model_path: str | Path | None, device: str) -> None:
     """Worker process start: load the model once (torch on one thread per worker)."""
     import torch
 
-    from pcc.pipeline import load_model
+    from pcc.design import load_model
 
     torch.set_num_threads(1)
     _WORKER_MODEL["model"] = load_model(model_path, device=device)
@@ -271,19 +271,19 @@ def read_skull(job: Job):
     input cannot be one.
 
     A binary skull volume is read and checked; a CT (job.ct) is read (a DICOM series folder through
-    pcc.dicom, or a volume file), checked (pcc.segment.check_ct_grid) and segmented with
-    pcc.segment.segment_skull onto its own grid; the skull keeps the CT's header (for a DICOM series:
-    its identifiers, never the patient's name), and pcc.segment.scan_warnings gives the warnings.
+    pcc.io.dicom, or a volume file), checked (pcc.toolkit.segment.check_ct_grid) and segmented with
+    pcc.toolkit.segment.segment_skull onto its own grid; the skull keeps the CT's header (for a DICOM series:
+    its identifiers, never the patient's name), and pcc.toolkit.segment.scan_warnings gives the warnings.
     """
     from pcc.io import read_volume
     from pcc.volume import require_binary
 
     if job.ct is None:
         return require_binary(read_volume(job.source), job.source), []
-    from pcc.segment import check_ct_grid, scan_warnings, segment_skull
+    from pcc.toolkit.segment import check_ct_grid, scan_warnings, segment_skull
 
     if job.source.is_dir():
-        from pcc.dicom import read_series
+        from pcc.io.dicom import read_series
 
         ct = read_series(job.source, job.ct.series)
     else:
@@ -310,8 +310,7 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
     import numpy as np
 
     from pcc.io import read_volume, write_volume
-    from pcc.pipeline import design_implant, no_defect_warning
-    from pcc.settings import DesignSettings
+    from pcc.design import DesignSettings, design_implant, no_defect_warning
 
     settings = DesignSettings()  # a reused implant's no-defect check; a designed one uses the model's
     timings: dict[str, float] = {}
@@ -360,8 +359,8 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         warnings.append("the implant overlaps the defective skull")
     mesh = solid = None
     if voxels and (job.stl is not None or job.preview is not None or with_thickness):
-        from pcc.masks import largest_component
-        from pcc.printing import check_printable, printable_mesh, solid_mask, write_stl
+        from pcc.geometry.masks import largest_component
+        from pcc.outputs.printing import check_printable, printable_mesh, solid_mask, write_stl
 
         start = time.perf_counter()
         solid = solid_mask(implant, clearance_mm=clearance_mm, defective=defective)
@@ -382,7 +381,7 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
             write_stl(job.stl, mesh, space=implant.space)
             timings["write_stl"] = time.perf_counter() - start
     if voxels and with_thickness:
-        from pcc.printing import thickness_report
+        from pcc.outputs.printing import thickness_report
 
         start = time.perf_counter()
         plain = clearance_mm == 0  # then the printed solid and mesh are those the thickness figure measures
@@ -391,7 +390,7 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         if record["implant"]["thickness_p05_mm"] < 1.0:
             warnings.append(f"5% of the implant is thinner than {record['implant']['thickness_p05_mm']:.2f} mm")
     if job.preview is not None:
-        from pcc.preview import render_preview
+        from pcc.outputs.preview import render_preview
 
         start = time.perf_counter()
         lines = [f"implant {voxels * implant.voxel_volume / 1000:.1f} cm³"]

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from pcc.masks import bounding_box
+from pcc.geometry.masks import bounding_box
 from pcc.volume import Volume
 
 SHAPES = ("craniotomy", "cube", "sphere", "random", "frontoorbital", "parietotemporal", "bilateral")
@@ -305,7 +305,7 @@ def write_defects(complete_path_or_dir: str | os.PathLike, out_dir: str | os.Pat
     The defect of a skull depends only on (seed, file name, k), not on the other files in the folder.
     """
     from pcc.errors import InputError
-    from pcc.evaluation import case_files
+    from pcc.toolkit.evaluation import case_files
     from pcc.io import read_volume, volume_suffix, write_volume
     from pcc.volume import require_binary
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from pcc.masks import largest_component
+from pcc.geometry.masks import largest_component
 from pcc.volume import Volume
 
 BONE_LOW_HU = 100.0

@@ -7,9 +7,9 @@ world mm (float16 offsets) and outward normals (int8). Validation cases also cac
 their volumes for volumetric scoring. cache_dir/cases.json lists the cached cases, so the cache
 folder alone (without the NRRD files) is enough to train, e.g. on a GPU machine.
 
-Besides each real pair, pcc-made defects of every shape (pcc.defects) are cut into the training
+Besides each real pair, pcc-made defects of every shape (pcc.toolkit.defects) are cut into the training
 cases' complete skulls (defective ∪ implant), so the model is not tied to one defect shape.
-Each case also caches its skull's mirror image aligned around the defect (pcc.symmetry), the prior
+Each case also caches its skull's mirror image aligned around the defect (pcc.geometry.symmetry), the prior
 that a local network with prior=True sees beside the skull.
 Training pairs are made on the fly from the cache with augmentation: left-right mirroring, small
 rotations and scalings about the skull centre, smooth random warps that make new skull shapes
@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pcc.frames import crop_and_sample, defect_frame, global_frame
-from pcc.network_inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS, SampleSizes
+from pcc.geometry.frames import crop_and_sample, defect_frame, global_frame
+from pcc.learning.network_inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS, SampleSizes
 
 GLOBAL_POINTS = 4096  # uniform sample of the whole skull for the global stage
 IMPLANT_POINTS = 4096
@@ -67,7 +67,7 @@ def default_validation_split(names: list[str], count: int = 10) -> list[str]:
 
 @dataclass(frozen=True)
 class SyntheticDefect:
-    """A pcc-made defect (pcc.defects) cut into the complete skull (defective ∪ implant) of case `source`."""
+    """A pcc-made defect (pcc.toolkit.defects) cut into the complete skull (defective ∪ implant) of case `source`."""
 
     source: str
     shape: str
@@ -79,8 +79,8 @@ class SyntheticDefect:
 
     @property
     def cache_key(self) -> str:
-        """The name, plus the shape's revision once its definition has changed (pcc.defects.SHAPE_REVISIONS)."""
-        from pcc.defects import SHAPE_REVISIONS
+        """The name, plus the shape's revision once its definition has changed (pcc.toolkit.defects.SHAPE_REVISIONS)."""
+        from pcc.toolkit.defects import SHAPE_REVISIONS
 
         revision = SHAPE_REVISIONS[self.shape]
         return self.name if revision == 1 else f"{self.name}|r{revision}"
@@ -92,7 +92,7 @@ class SyntheticDefect:
 
 def synthetic_defects(names: list[str], per_skull: int) -> list[SyntheticDefect]:
     """`per_skull` defects for each named case, cycling through every shape pcc makes."""
-    from pcc.defects import SHAPES
+    from pcc.toolkit.defects import SHAPES
 
     return [
         SyntheticDefect(name, SHAPES[(i * per_skull + k) % len(SHAPES)], k)
@@ -106,7 +106,7 @@ class CachedCase:
 
     skull_*: dense points of the defective skull (near the defect only, for training cases);
     global_*: a uniform sample of the whole defective skull; implant_*: the missing part's surface;
-    mirror_*: the skull's mirror image aligned around the defect (pcc.symmetry), near the defect.
+    mirror_*: the skull's mirror image aligned around the defect (pcc.geometry.symmetry), near the defect.
     """
 
     name: str
@@ -149,8 +149,8 @@ def _unpack(data, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 def surface_arrays(defective, implant, *, dense_everywhere: bool) -> dict[str, np.ndarray]:
     """Cache arrays of one (defective, implant) pair of Volumes (see CachedCase)."""
-    from pcc import symmetry
-    from pcc.surface import volume_to_points
+    from pcc.geometry import symmetry
+    from pcc.geometry.surface import volume_to_points
 
     skull = volume_to_points(defective, SKULL_POINTS, seed=1, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
     part = volume_to_points(implant, IMPLANT_POINTS, seed=2, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
@@ -196,7 +196,7 @@ def volume_arrays(defective, implant) -> dict[str, np.ndarray]:
 
 def build_case_caches(root: Path, name: str, jobs: list[tuple[SyntheticDefect | None, Path]], *, with_volumes: bool) -> None:
     """Read one case once and write its cache files: the real pair (defect None) and synthetic defects."""
-    from pcc.defects import make_defect
+    from pcc.toolkit.defects import make_defect
     from pcc.io import read_volume
 
     defective = read_volume(root / "defective_skull" / name)
@@ -219,7 +219,7 @@ def build_case_caches(root: Path, name: str, jobs: list[tuple[SyntheticDefect | 
 
 def crop_box(mask: np.ndarray, spacing: np.ndarray, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Index bounds [lower, upper) of mask's nonzero voxels grown by margin_mm, clipped to the array."""
-    from pcc.masks import widened_box
+    from pcc.geometry.masks import widened_box
 
     return widened_box(mask, np.ceil(margin_mm / np.asarray(spacing)).astype(int))
 
@@ -439,7 +439,7 @@ class SkullCompletionData(L.LightningDataModule):
         cache_dir: where the per-case surface samples are cached (created when missing).
         validation_cases: how many cases to hold out (a fixed spread over the sorted names).
         synthetic_defects: pcc-made defects cut into each training case's complete skull, cycling
-            through every shape of pcc.defects (never into validation cases).
+            through every shape of pcc.toolkit.defects (never into validation cases).
         repeats: augmented samples per training case per epoch.
         batch_size: training pairs per batch.
         num_workers: data-loading worker processes (also the processes that build the cache).

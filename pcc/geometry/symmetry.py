@@ -154,7 +154,7 @@ def mirror_implant(defective, fit: MirrorFit, centre: np.ndarray, reach_mm: floa
     """
     from scipy import ndimage
 
-    from pcc.pipeline import _radius_voxels, drop_fragments, drop_slivers
+    from pcc.design.reconstruction import _radius_voxels, drop_fragments, drop_slivers
 
     skull = defective.mask()
     lower, upper = defective.index_box(centre - reach_mm, centre + reach_mm)

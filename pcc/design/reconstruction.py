@@ -1,0 +1,137 @@
+"""Reconstruction of the implant volume from predicted points, on the defective skull's grid.
+
+The points are voxelized (pcc.geometry.voxelize); clean-up smooths that solid (Gaussian,
+settings.surface_smoothing_mm) after dropping what lies beyond settings.implant_reach_mm of the
+points, joins it to the bone rim (closing of implant ∪ skull), subtracts the skull and drops thin
+slivers away from the implant's body (settings.sliver_mm) and small fragments.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from pcc.design.settings import DesignSettings
+from pcc.geometry.cloud import PointCloud
+from pcc.volume import Volume
+
+
+def implant_from_points(
+    cloud: PointCloud,
+    defective: Volume,
+    *,
+    settings: DesignSettings = DesignSettings(),
+    cleanup: bool = True,
+) -> np.ndarray:
+    """Voxelize predicted implant points on the defective skull's grid and clean up: (X, Y, Z) bool.
+
+    settings: point_smoothing_mm (the surface step, smooth_points), kernel_neighbours (the voxelizer),
+    and the clean-up's implant_reach_mm, surface_smoothing_mm (Gaussian sigma of the solid),
+    rim_closing_mm (closing radius) and sliver_mm. With cleanup=False the result is the voxelized
+    points minus the skull (for ablations).
+    """
+    from pcc.geometry.masks import bounding_box
+    from pcc.geometry.voxelize import points_to_volume
+
+    skull = defective.mask()
+    if len(cloud) == 0:  # every predicted defect was intact bone
+        return np.zeros_like(skull)
+    if settings.point_smoothing_mm > 0:
+        cloud = smooth_points(cloud, settings.point_smoothing_mm)
+    solid = points_to_volume(cloud, defective, neighbours=settings.kernel_neighbours).mask()
+    if not cleanup or not solid.any():
+        return solid & ~skull
+    radius = _radius_voxels(settings.rim_closing_mm, defective)
+    solid_lower, solid_upper = bounding_box(solid)
+    lower = np.maximum(np.asarray(solid_lower) - 2 * radius - 2, 0)
+    upper = np.minimum(np.asarray(solid_upper) + 2 * radius + 2, skull.shape)
+    box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
+    ball = _ball(radius)
+    solid_box = within_reach(solid[box], cloud.points - lower @ defective.directions, defective, settings.implant_reach_mm)
+    # The network's points are noisy at the sub-millimetre scale: smooth the solid before joining it to bone.
+    sigma = settings.surface_smoothing_mm / np.asarray(defective.spacing)
+    solid_box = ndimage.gaussian_filter(solid_box.astype(np.float32), sigma) > 0.5
+    union = np.pad(solid_box | skull[box], radius)
+    closed = ndimage.binary_closing(union, structure=ball)[tuple(slice(radius, -radius) for _ in range(3))]
+    implant_box = ndimage.binary_fill_holes(closed & ~skull[box]) & ~skull[box]
+    implant_box = drop_fragments(drop_slivers(implant_box, _radius_voxels(settings.sliver_mm, defective)))
+    implant = np.zeros_like(skull)
+    implant[box] = implant_box
+    return implant
+
+
+def smooth_points(cloud: PointCloud, radius_mm: float, *, max_neighbours: int = 48) -> PointCloud:
+    """The surface step: each point moved along its own normal onto the least-squares plane of its
+    nearest points (at most max_neighbours) within radius_mm (world mm); normals are kept. Points with
+    fewer than 6 such neighbours, or whose normal lies nearly in the fitted plane (an edge or a fold),
+    do not move.
+    """
+    points = np.asarray(cloud.points, dtype=np.float64)
+    normals = np.asarray(cloud.normals, dtype=np.float64)
+    k = min(max_neighbours, len(points))
+    if k < 6:
+        return cloud
+    distance, index = cKDTree(points).query(points, k=k, distance_upper_bound=radius_mm)
+    near = np.isfinite(distance)  # (N, k): a neighbour within radius_mm
+    count = near.sum(axis=1)
+    neighbours = points[np.where(near, index, 0)]  # (N, k, 3); missing ones are masked out below
+    weights = near[..., None].astype(np.float64)
+    centre = (neighbours * weights).sum(axis=1) / count[:, None]
+    offsets = (neighbours - centre[:, None, :]) * weights
+    covariance = np.einsum("nki,nkj->nij", offsets, offsets)
+    _, vectors = np.linalg.eigh(covariance)
+    plane_normal = vectors[:, :, 0]  # the eigenvector of the smallest eigenvalue
+    along = np.einsum("ni,ni->n", normals, plane_normal)
+    movable = (count >= 6) & (np.abs(along) >= 0.5)
+    # p + t·n lies on the plane: (p + t·n − c)·m = 0
+    step = np.einsum("ni,ni->n", points - centre, plane_normal) / np.where(movable, along, 1.0)
+    moved = points - np.where(movable, step, 0.0)[:, None] * normals
+    return PointCloud(moved, normals)
+
+
+def _radius_voxels(radius_mm: float, grid: Volume) -> int:
+    """A radius in mm as a whole number of the grid's finest voxels (at least 1)."""
+    return max(1, int(round(radius_mm / float(grid.spacing.min()))))
+
+
+def _ball(radius: int) -> np.ndarray:
+    """The 6-connected structuring element of `radius` voxels (a diamond-like ball)."""
+    return ndimage.iterate_structure(ndimage.generate_binary_structure(3, 1), radius)
+
+
+def within_reach(mask: np.ndarray, points: np.ndarray, grid: Volume, distance_mm: float) -> np.ndarray:
+    """The voxels of mask (on grid's geometry, index 0 at grid's origin) whose centres lie within
+    distance_mm of some world-mm point."""
+    voxels = np.argwhere(mask)
+    distance, _ = cKDTree(points).query(grid.index_to_world(voxels), distance_upper_bound=distance_mm)
+    kept = np.zeros_like(mask)
+    kept[tuple(voxels[np.isfinite(distance)].T)] = True
+    return kept
+
+
+def drop_slivers(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The voxels of mask within 2·radius voxels of its opening by a ball of `radius` voxels: parts
+    thinner than the ball are kept only next to the thicker body (where an implant thins out at the rim)."""
+    ball = _ball(radius)
+    body = ndimage.binary_opening(mask, structure=ball)
+    return mask & ndimage.binary_dilation(body, structure=ball, iterations=2)
+
+
+def drop_fragments(mask: np.ndarray) -> np.ndarray:
+    """Keep the 26-connected components with at least a tenth of the largest one's voxels."""
+    from pcc.geometry.masks import keep_large_components
+
+    return keep_large_components(mask, keep_fraction=0.1, connectivity=3)
+
+
+def no_defect_warning(implant: Volume, defective: Volume, settings: DesignSettings = DesignSettings()) -> str | None:
+    """A warning when the implant is negligible (below settings.no_defect_max_mm3 and
+    settings.no_defect_max_fraction of the skull's bone), else None."""
+    volume_mm3 = float(np.count_nonzero(implant.array)) * implant.voxel_volume
+    skull_mm3 = float(np.count_nonzero(defective.array)) * defective.voxel_volume
+    limit = max(settings.no_defect_max_mm3, settings.no_defect_max_fraction * skull_mm3)
+    if volume_mm3 >= limit:
+        return None
+    return (f"no defect found: the implant is {volume_mm3 / 1000:.2f} cm³, below {limit / 1000:.2f} cm³ "
+            f"(1 cm³ or 0.5% of the skull's bone); check that the input is the skull with the defect")

@@ -1,0 +1,1 @@
+"""pcc.toolkit"""
