@@ -450,7 +450,7 @@ def test_within_reach_drops_voxels_far_from_every_point():
 
 
 def test_drop_slivers_keeps_the_body_and_its_thin_edge_but_not_a_thin_sheet_far_from_it():
-    from pcc.design.reconstruction import drop_slivers
+    from pcc.geometry.masks import drop_slivers
 
     mask = np.zeros((60, 30, 30), dtype=bool)
     mask[5:25, 5:25, 5:25] = True  # the body, 20 voxels thick
@@ -522,7 +522,7 @@ def test_step_schedule_warms_up_linearly_then_follows_the_cosine_over_max_steps(
 
 
 def test_step_schedule_ends_at_max_steps_and_a_resumed_run_keeps_its_place(tmp_path):
-    """The shipped config's schedule through the Lightning CLI: training stops at trainer.max_steps with the
+    """configs/skullfix.yaml's schedule (StepSchedule) through the Lightning CLI: training stops at trainer.max_steps with the
     rate annealed; resumed from a mid-run checkpoint, it continues the same schedule."""
     config = _tiny_training(tmp_path)
     schedule = ["--trainer.max_epochs", "1000", "--trainer.limit_val_batches", "0",
@@ -552,7 +552,7 @@ def test_step_schedule_ends_at_max_steps_and_a_resumed_run_keeps_its_place(tmp_p
 
 
 def test_shipped_training_config_is_from_scratch_and_fixed_in_steps():
-    """configs/skullfix.yaml (the shipped weights' command) parses, starts from random weights and ends
+    """configs/skullfix.yaml (the one-command from-scratch recipe) parses, starts from random weights and ends
     at a fixed step count with a step schedule (not a wall-clock budget)."""
     result = _run_pcc("train", "fit", "--config", str(REPO / "configs" / "skullfix.yaml"), "--print_config")
     assert result.returncode == 0, result.stderr[-2000:]

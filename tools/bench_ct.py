@@ -71,6 +71,8 @@ def main() -> None:
             if status != 0:
                 raise SystemExit(f"{name}: pcc implant --ct exited {status}")
             predicted, grid = read_volume(out / "implant.nrrd"), read_series(series)
+            if not grid.same_grid(skull):
+                raise SystemExit(f"{name}: the series does not reproduce the case's grid; scores would compare other voxels")
             scores = score_case(predicted.mask(), implant.mask(), skull.mask(), skull.spacing)
             world = np.argwhere(predicted.mask()) @ predicted.directions + predicted.origin
             mesh = trimesh.load(out / "implant.stl")

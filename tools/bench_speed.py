@@ -33,14 +33,15 @@ sys.path.insert(0, str(REPO))
 
 def run_command(args: list[str]) -> tuple[float, float]:
     """(wall seconds, peak resident GiB) of one child process running `python -m pcc.cli ARGS`."""
-    start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "pcc.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    error = child.stderr.read().decode() if child.stderr else ""
-    if child.returncode != 0:
-        raise SystemExit(f"pcc {' '.join(args)} failed ({child.returncode}): {error[-2000:]}")
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty child cannot block on a full pipe
+        start = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "-m", "pcc.cli", *args], stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            log.seek(0)
+            raise SystemExit(f"pcc {' '.join(args)} failed ({code}): {log.read().decode()[-2000:]}")
     return wall, usage.ru_maxrss / 1024**2  # ru_maxrss is in KiB on Linux
 
 

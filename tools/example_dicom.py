@@ -29,7 +29,8 @@ def ct_hu(skull: "object", removed: np.ndarray, *, noise_hu: float = 0.0, table:
     """A head CT in HU (x, y, z) int16 on the skull's grid: bone 1200 HU, a 3-voxel layer of scalp (40 HU)
     over the bone and over the removed bone (soft tissue in its place, as in a patient), air −1000 HU;
     optionally Gaussian noise (noise_hu, standard deviation) and a head-holder plate (300 HU, 8 mm thick,
-    15 mm behind the head along −y of the array, the posterior side of a SkullFix volume)."""
+    15 mm behind the head: beyond its last row along the array's y axis when that axis points posterior
+    (+y in LPS), as in SkullFix volumes, else before its first row)."""
     from scipy import ndimage
 
     bone = skull.mask()

@@ -81,7 +81,10 @@ def main() -> None:
             "cases": [r["case"] for r in rows],
             **{f"mean_{k}": float(np.mean([float(r[k]) for r in rows])) for k in ("dsc", "bdsc", "hd95", "total")},
         }
-    settings = DesignSettings.from_dict(checkpoint.get("pcc_settings")).with_overrides(args.set)
+    carried = checkpoint.get("pcc_settings")  # an exported file carries them; a training checkpoint does not
+    if carried is None and args.base:
+        carried = torch.load(args.base, map_location="cpu", weights_only=True).get("pcc_settings")
+    settings = DesignSettings.from_dict(carried).with_overrides(args.set)
     out = Path(args.out)
     torch.save(
         {"pcc_networks": checkpoint["pcc_networks"], "pcc_sizes": checkpoint.get("pcc_sizes", {}), "state_dict": state,

@@ -58,18 +58,19 @@ def design_implant(
     return defective.with_array(implant.astype(np.uint8))
 
 
-def implant_cloud(defective: Volume, model: CompletionModel, *, settings: DesignSettings = DesignSettings(),
+def implant_cloud(defective: Volume, model: CompletionModel, *, settings: DesignSettings | None = None,
                   timings: dict[str, float] | None = None, surface_step: int = 1,
                   other_guesses: bool = True, intact_bone_mm: float | None = None) -> PointCloud:
     """Predicted implant points (world mm, with normals) of a binary defective skull: its surface
     sample through both networks, intact-bone guesses dropped (design_implant before voxelization).
 
     timings: seconds of the 'cloud' and 'network' stages are added to it when given;
-    settings, other_guesses, intact_bone_mm: see predict_implant_cloud; surface_step: marching-cubes
-    step of the surface sample.
+    settings: see predict_implant_cloud (None: the model's, model.settings); other_guesses,
+    intact_bone_mm: see predict_implant_cloud; surface_step: marching-cubes step of the surface sample.
     """
     from pcc.geometry.surface import volume_to_points
 
+    settings = settings if settings is not None else model.settings
     timings = timings if timings is not None else {}
     start = time.perf_counter()
     skull = volume_to_points(defective, SKULL_POINTS, seed=0, step=surface_step, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)

@@ -13,6 +13,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from pcc.design.settings import DesignSettings
+from pcc.geometry.masks import diamond_ball, drop_fragments, drop_slivers, radius_voxels
 from pcc.geometry.cloud import PointCloud
 from pcc.volume import Volume
 
@@ -42,12 +43,12 @@ def implant_from_points(
     solid = points_to_volume(cloud, defective, neighbours=settings.kernel_neighbours).mask()
     if not cleanup or not solid.any():
         return solid & ~skull
-    radius = _radius_voxels(settings.rim_closing_mm, defective)
+    radius = radius_voxels(settings.rim_closing_mm, defective)
     solid_lower, solid_upper = bounding_box(solid)
     lower = np.maximum(np.asarray(solid_lower) - 2 * radius - 2, 0)
     upper = np.minimum(np.asarray(solid_upper) + 2 * radius + 2, skull.shape)
     box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
-    ball = _ball(radius)
+    ball = diamond_ball(radius)
     solid_box = within_reach(solid[box], cloud.points - lower @ defective.directions, defective, settings.implant_reach_mm)
     # The network's points are noisy at the sub-millimetre scale: smooth the solid before joining it to bone.
     sigma = settings.surface_smoothing_mm / np.asarray(defective.spacing)
@@ -55,7 +56,7 @@ def implant_from_points(
     union = np.pad(solid_box | skull[box], radius)
     closed = ndimage.binary_closing(union, structure=ball)[tuple(slice(radius, -radius) for _ in range(3))]
     implant_box = ndimage.binary_fill_holes(closed & ~skull[box]) & ~skull[box]
-    implant_box = drop_fragments(drop_slivers(implant_box, _radius_voxels(settings.sliver_mm, defective)))
+    implant_box = drop_fragments(drop_slivers(implant_box, radius_voxels(settings.sliver_mm, defective)))
     implant = np.zeros_like(skull)
     implant[box] = implant_box
     return implant
@@ -90,16 +91,6 @@ def smooth_points(cloud: PointCloud, radius_mm: float, *, max_neighbours: int = 
     return PointCloud(moved, normals)
 
 
-def _radius_voxels(radius_mm: float, grid: Volume) -> int:
-    """A radius in mm as a whole number of the grid's finest voxels (at least 1)."""
-    return max(1, int(round(radius_mm / float(grid.spacing.min()))))
-
-
-def _ball(radius: int) -> np.ndarray:
-    """The 6-connected structuring element of `radius` voxels (a diamond-like ball)."""
-    return ndimage.iterate_structure(ndimage.generate_binary_structure(3, 1), radius)
-
-
 def within_reach(mask: np.ndarray, points: np.ndarray, grid: Volume, distance_mm: float) -> np.ndarray:
     """The voxels of mask (on grid's geometry, index 0 at grid's origin) whose centres lie within
     distance_mm of some world-mm point."""
@@ -108,21 +99,6 @@ def within_reach(mask: np.ndarray, points: np.ndarray, grid: Volume, distance_mm
     kept = np.zeros_like(mask)
     kept[tuple(voxels[np.isfinite(distance)].T)] = True
     return kept
-
-
-def drop_slivers(mask: np.ndarray, radius: int) -> np.ndarray:
-    """The voxels of mask within 2·radius voxels of its opening by a ball of `radius` voxels: parts
-    thinner than the ball are kept only next to the thicker body (where an implant thins out at the rim)."""
-    ball = _ball(radius)
-    body = ndimage.binary_opening(mask, structure=ball)
-    return mask & ndimage.binary_dilation(body, structure=ball, iterations=2)
-
-
-def drop_fragments(mask: np.ndarray) -> np.ndarray:
-    """Keep the 26-connected components with at least a tenth of the largest one's voxels."""
-    from pcc.geometry.masks import keep_large_components
-
-    return keep_large_components(mask, keep_fraction=0.1, connectivity=3)
 
 
 def no_defect_warning(implant: Volume, defective: Volume, settings: DesignSettings = DesignSettings()) -> str | None:
@@ -134,4 +110,5 @@ def no_defect_warning(implant: Volume, defective: Volume, settings: DesignSettin
     if volume_mm3 >= limit:
         return None
     return (f"no defect found: the implant is {volume_mm3 / 1000:.2f} cm³, below {limit / 1000:.2f} cm³ "
-            f"(1 cm³ or 0.5% of the skull's bone); check that the input is the skull with the defect")
+            f"({settings.no_defect_max_mm3 / 1000:g} cm³ or {100 * settings.no_defect_max_fraction:g}% of the skull's "
+            "bone); check that the input is the skull with the defect")

@@ -1,4 +1,4 @@
-"""The implant pipeline's settings: every number that changes a designed implant, in one typed object.
+"""The implant pipeline's settings: every number of it that was chosen by measurement, in one typed object.
 
     from pcc.design.settings import DesignSettings
     settings = DesignSettings()                           # the defaults below
@@ -7,7 +7,10 @@
 
 A weights file carries the settings it was measured with (`pcc_settings`; pcc.design.load_model
 reads them, defaults where a field is missing), and every `pcc implant --report` records the settings
-that designed its implants, so a figure can always be tied to the settings that made it. The comments
+that designed its implants, so a figure can always be tied to the settings that made it. Fixed parts
+of the method stay beside their code: the sampling seed (0), the fragment rule (a tenth of the
+largest part, pcc.geometry.masks.drop_fragments), the intact-bone majority (half the points) and the
+surface step's neighbourhood (48 points, at least 6). The comments
 give the measurement behind each default ("validation" is the development split: the 10 held-out
 SkullFix training cases and the varied defects cut into them).
 """
@@ -100,13 +103,17 @@ class DesignSettings:
             name, sep, text = assignment.partition("=")
             if not sep or name.strip() not in values:
                 raise ValueError(f"--set {assignment!r}: expected NAME=VALUE with NAME one of {sorted(values)}")
-            kind = type(values[name.strip()])
+            name, kind = name.strip(), type(values[name.strip()])
             if kind is bool:
                 if text.strip().lower() not in ("true", "false", "1", "0"):
                     raise ValueError(f"--set {assignment!r}: {name} takes true or false")
-                values[name.strip()] = text.strip().lower() in ("true", "1")
+                values[name] = text.strip().lower() in ("true", "1")
             else:
-                values[name.strip()] = kind(text)
+                try:
+                    values[name] = kind(text)
+                except ValueError:
+                    raise ValueError(f"--set {assignment!r}: {name} takes {'a whole number' if kind is int else 'a number'}, "
+                                     f"got {text!r}") from None
         return DesignSettings(**values)
 
     @classmethod
@@ -117,7 +124,15 @@ class DesignSettings:
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(f"unknown design settings {unknown}; this pcc knows {sorted(known)}")
-        return cls(**{name: type(getattr(cls(), name))(value) for name, value in values.items()})
+        defaults = cls()
+        for name, value in values.items():
+            kind = type(getattr(defaults, name))
+            fits = isinstance(value, bool) if kind is bool else (
+                isinstance(value, int) and not isinstance(value, bool) if kind is int else
+                isinstance(value, (int, float)) and not isinstance(value, bool))
+            if not fits:
+                raise ValueError(f"design setting {name} must be {kind.__name__}, got {value!r}")
+        return cls(**{name: type(getattr(defaults, name))(value) for name, value in values.items()})
 
 
 __all__ = ["DesignSettings"]

@@ -76,4 +76,28 @@ def largest_component(mask: np.ndarray, *, connectivity: int) -> np.ndarray:
     return keep_large_components(mask, keep_fraction=1.0, connectivity=connectivity)
 
 
-__all__ = ["bounding_box", "box_slices", "keep_large_components", "largest_component", "widened_box"]
+def radius_voxels(radius_mm: float, grid) -> int:
+    """A radius in mm as a whole number of the grid's (a Volume's) finest voxels (at least 1)."""
+    return max(1, int(round(radius_mm / float(grid.spacing.min()))))
+
+
+def diamond_ball(radius: int) -> np.ndarray:
+    """The 6-connected structuring element of `radius` voxels (a diamond-like ball)."""
+    return ndimage.iterate_structure(ndimage.generate_binary_structure(3, 1), radius)
+
+
+def drop_slivers(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The voxels of mask within 2·radius voxels of its opening by a ball of `radius` voxels: parts
+    thinner than the ball are kept only next to the thicker body (where an implant thins out at the rim)."""
+    ball = diamond_ball(radius)
+    body = ndimage.binary_opening(mask, structure=ball)
+    return mask & ndimage.binary_dilation(body, structure=ball, iterations=2)
+
+
+def drop_fragments(mask: np.ndarray) -> np.ndarray:
+    """Keep the 26-connected components with at least a tenth of the largest one's voxels."""
+    return keep_large_components(mask, keep_fraction=0.1, connectivity=3)
+
+
+__all__ = ["bounding_box", "box_slices", "diamond_ball", "drop_fragments", "drop_slivers", "keep_large_components",
+           "largest_component", "radius_voxels", "widened_box"]

@@ -154,7 +154,7 @@ def mirror_implant(defective, fit: MirrorFit, centre: np.ndarray, reach_mm: floa
     """
     from scipy import ndimage
 
-    from pcc.design.reconstruction import _radius_voxels, drop_fragments, drop_slivers
+    from pcc.geometry.masks import drop_fragments, drop_slivers, radius_voxels
 
     skull = defective.mask()
     lower, upper = defective.index_box(centre - reach_mm, centre + reach_mm)
@@ -175,7 +175,7 @@ def mirror_implant(defective, fit: MirrorFit, centre: np.ndarray, reach_mm: floa
     squared = sum((steps[0][:, None, None, m] + steps[1][None, :, None, m] + steps[2][None, None, :, m]) ** 2 for m in range(3))
     within = squared <= reach_mm**2
     candidate = mirrored & within & ~skull[box]
-    candidate = drop_fragments(drop_slivers(candidate, _radius_voxels(1.0, defective)))
+    candidate = drop_fragments(drop_slivers(candidate, radius_voxels(1.0, defective)))
     implant = np.zeros_like(skull)
     implant[box] = candidate
     return implant

@@ -146,9 +146,9 @@ def set_learning_rates(trainer: L.Trainer, pl_module: L.LightningModule, base_lr
 
 
 class StepSchedule(L.Callback):
-    """A schedule fixed in optimizer steps: the learning rate rises linearly from 0 over
-    `warmup_steps`, then follows a cosine from its configured value down to `final_lr_fraction` of it
-    at `trainer.max_steps`, where training ends. The same config gives the same schedule on any machine
+    """A schedule fixed in optimizer steps: the learning rate is its configured value times a cosine
+    from 1 down to `final_lr_fraction` at `trainer.max_steps` (where training ends), times a linear
+    warm-up from 0 to 1 over the first `warmup_steps`. The same config gives the same schedule on any machine
     (use it instead of an lr_scheduler; set trainer.max_steps and a high trainer.max_epochs).
     A resumed run goes on from its checkpoint's step.
     """

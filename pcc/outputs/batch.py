@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pcc.errors import InputError
 
 
@@ -288,10 +290,10 @@ def read_skull(job: Job):
         ct = read_series(job.source, job.ct.series)
     else:
         if job.ct.series is not None:
-            raise InputError("--series picks a series in a folder of DICOM files; the input is a volume file")
+            raise InputError("--series picks a series in a folder of DICOM files; the input is a volume file: drop --series")
         ct = read_volume(job.source)
-    if ct.array.dtype == bool or (ct.array.dtype.kind in "iu" and ct.array.size and int(ct.array.max()) <= 1
-                                  and int(ct.array.min()) >= 0):
+    values = np.asarray(ct.array)
+    if values.size and bool(((values == 0) | (values == 1)).all()):
         raise InputError(f"{job.source} holds only 0 and 1, a mask rather than a CT in Hounsfield units: "
                          "drop --ct to design from a binary skull")
     check_ct_grid(ct)
@@ -412,8 +414,12 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
 def _ct_record(job: Job, skull) -> dict[str, Any]:
     """What the report says about a CT input: its series' identifiers (DICOM) and the segmentation's settings."""
     series_keys = ("SeriesInstanceUID", "StudyInstanceUID", "SeriesNumber", "SeriesDescription", "Modality")
+    from pcc.toolkit import segment
+
     record: dict[str, Any] = {"format": "DICOM series" if job.source.is_dir() else "volume",
-                              "bone_threshold_hu": [job.ct.low_hu, job.ct.high_hu]}
+                              "segmentation": {"low_hu": job.ct.low_hu,
+                                               "high_hu": job.ct.high_hu if np.isfinite(job.ct.high_hu) else "none",
+                                               "bridge_mm": segment.BRIDGE_MM, "table_min_ml": segment.TABLE_MIN_ML}}
     if job.source.is_dir():
         record["series"] = {key: skull.header.get(key) for key in series_keys}
     record["skull_voxels"] = int(skull.mask().sum())

@@ -17,6 +17,10 @@ from pcc.volume import Volume
 
 BONE_LOW_HU = 100.0
 BONE_HIGH_HU = float("inf")
+# Table removal: an opening of this radius separates skull and head holder; bodies it separates that
+# are at least TABLE_MIN_ML are the table (segment_skull's defaults).
+BRIDGE_MM = 1.5
+TABLE_MIN_ML = 5.0
 # Metal (clips, plates, screws, dental fillings) lies far above bone, whose cortex reaches about
 # 2000 HU at 120 kVp; an attenuation above METAL_HU inside the segmented skull is reported.
 METAL_HU = 3000.0
@@ -31,7 +35,7 @@ CUT_MIN_MM2 = 100.0
 
 
 def segment_skull(ct: Volume, *, low: float = BONE_LOW_HU, high: float = BONE_HIGH_HU,
-                  bridge_mm: float = 1.5, table_min_ml: float = 5.0) -> np.ndarray:
+                  bridge_mm: float = BRIDGE_MM, table_min_ml: float = TABLE_MIN_ML) -> np.ndarray:
     """Boolean (x, y, z) skull mask of a head CT in HU.
 
     Args:
@@ -59,7 +63,7 @@ def segment_skull(ct: Volume, *, low: float = BONE_LOW_HU, high: float = BONE_HI
     bone = (data >= low) & (data <= high)
     if not bone.any():
         raise InputError(f"no voxel lies between {low} and {high} HU: is this a CT in Hounsfield units? "
-                         "adjust --low/--high")
+                         "adjust the bone threshold (pcc segment --low/--high)")
     spacing = ct.spacing
     radius = np.floor(bridge_mm / spacing + 1e-9).astype(int) if bridge_mm > 0 else np.zeros(3, int)
     candidate = bone
