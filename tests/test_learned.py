@@ -548,7 +548,9 @@ def test_step_schedule_ends_at_max_steps_and_a_resumed_run_keeps_its_place(tmp_p
     tuned = torch.load(sorted((tmp_path / "runs" / "tiny" / "version_2" / "checkpoints").glob("*.ckpt"))[-1],
                        map_location="cpu", weights_only=True)
     assert tuned["global_step"] == 2
-    assert tuned["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.0001 * 0.01)  # the override's rate
+    # the override's rate (10⁻⁴, not the tiny config's 10⁻³) × the cosine's end (1 %) × the override's
+    # warm-up of 200 steps, at step 2 of 2 only 2/200 done
+    assert tuned["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.0001 * 0.01 * (2 / 200))
 
 
 def test_shipped_training_config_is_from_scratch_and_fixed_in_steps():

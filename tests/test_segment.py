@@ -136,3 +136,17 @@ def test_thick_slices_are_refused_with_what_to_do(tmp_path, capsys):
     assert len(err) == 1 and "4.00" in err[0] and "thin-slice" in err[0] and not out.exists()
     assert main(["implant", str(src), "--ct", "-o", str(out)]) == 2
     assert "thin-slice" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_table_larger_than_the_skull_and_apart_from_it_is_not_taken_for_the_skull():
+    """A flat plate under the head holding more bone-like voxels than the skull itself, not joined to it
+    (found by tools/bench_ct.py: two development cases came out as the table): the skull is kept."""
+    ct, skull = synthetic_ct()
+    data = np.asarray(ct.array).copy()
+    beside = np.zeros(skull.shape, bool)
+    beside[:, 88:98, :] = True
+    data[beside & ~skull] = np.minimum(data[beside & ~skull], 40.0)  # no strap: the plate stands apart
+    data[:, 98:110, :] = 300.0  # an 18 mm plate across the whole scan, 3 mm behind the skull
+    table_ct = ct.with_array(data.astype(np.int16))
+    assert (data >= 100)[:, 98:110, :].sum() > skull.sum()  # the plate outweighs the skull
+    assert dice(segment_skull(table_ct), skull) > 0.97

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from pcc.geometry.masks import largest_component
 from pcc.volume import Volume
 
 BONE_LOW_HU = 100.0
@@ -74,13 +73,47 @@ def segment_skull(ct: Volume, *, low: float = BONE_LOW_HU, high: float = BONE_HI
         if count > 1:
             sizes = np.bincount(labels.ravel())
             sizes[0] = 0
-            skull_id = int(np.argmax(sizes))
+            skull_id = _skull_label(labels, sizes, spacing)
             min_voxels = table_min_ml * 1000 / ct.voxel_volume
             table_ids = [i for i in np.flatnonzero(sizes >= min_voxels) if i != skull_id]
             if table_ids:
                 table = ndimage.binary_dilation(np.isin(labels, table_ids), structure=ball)
                 candidate = bone & ~table
-    return largest_component(candidate, connectivity=3)
+    return _skull_component(candidate, spacing)
+
+
+def _skull_label(labels: np.ndarray, sizes: np.ndarray, spacing: np.ndarray) -> int:
+    """The skull's label among labelled bone components (sizes: voxels per label, 0 for the background):
+    of the components with at least a tenth of the largest one's voxels, the one whose bounding box is
+    largest in mm³. A skull encloses the head, so its box is far larger than that of a flat CT table or
+    head holder (which can hold more voxels than a skull with a large defect) or of the spine."""
+    best, best_box_mm3 = int(np.argmax(sizes)), -1.0
+    for label, extent in enumerate(ndimage.find_objects(labels), start=1):
+        if extent is None or sizes[label] < 0.1 * sizes.max():
+            continue
+        box_mm3 = float(np.prod([(part.stop - part.start) * step for part, step in zip(extent, spacing)]))
+        if box_mm3 > best_box_mm3:
+            best, best_box_mm3 = label, box_mm3
+    return best
+
+
+def _skull_component(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """The skull's 26-connected component of the thresholded bone (_skull_label), labelled within the
+    mask's bounding box."""
+    from pcc.geometry.masks import bounding_box, box_slices
+
+    if not mask.any():
+        return mask.copy()
+    lower, upper = bounding_box(mask)
+    box = box_slices(lower, upper)
+    labels, count = ndimage.label(mask[box], structure=ndimage.generate_binary_structure(3, 3))
+    if count <= 1:
+        return mask.copy()
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    out = np.zeros(mask.shape, bool)
+    out[box] = labels == _skull_label(labels, sizes, spacing)
+    return out
 
 
 def check_ct_grid(ct: Volume) -> None:
