@@ -72,8 +72,9 @@ def main() -> None:
         "global_step": checkpoint.get("global_step", earlier.get("global_step")),
         "source_checkpoint": earlier.get("source_checkpoint", Path(args.checkpoint).name),
     }
+    base = torch.load(args.base, map_location="cpu", weights_only=True) if args.base else {}
     if args.base:
-        metadata["fine_tuned_from"] = torch.load(args.base, map_location="cpu", weights_only=True).get("pcc_metadata", {})
+        metadata["fine_tuned_from"] = base.get("pcc_metadata", {})
     if args.validation:
         with open(args.validation) as handle:
             rows = list(csv.DictReader(handle))
@@ -82,8 +83,8 @@ def main() -> None:
             **{f"mean_{k}": float(np.mean([float(r[k]) for r in rows])) for k in ("dsc", "bdsc", "hd95", "total")},
         }
     carried = checkpoint.get("pcc_settings")  # an exported file carries them; a training checkpoint does not
-    if carried is None and args.base:
-        carried = torch.load(args.base, map_location="cpu", weights_only=True).get("pcc_settings")
+    if carried is None:
+        carried = base.get("pcc_settings")
     settings = DesignSettings.from_dict(carried).with_overrides(args.set)
     out = Path(args.out)
     torch.save(

@@ -47,18 +47,24 @@ def _structure(connectivity: int) -> np.ndarray:
     return ndimage.generate_binary_structure(3, connectivity)
 
 
+def label_components(mask: np.ndarray, *, connectivity: int) -> tuple[np.ndarray, np.ndarray, tuple[slice, ...]]:
+    """(labels, sizes, box) of a non-empty bool mask's components, labelled within its bounding box:
+    labels of mask[box] (0: background), sizes[k] the voxels of label k (sizes[0] = 0)."""
+    box = box_slices(*bounding_box(mask))
+    labels, _ = ndimage.label(mask[box], structure=_structure(connectivity))
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels, sizes, box
+
+
 def keep_large_components(mask: np.ndarray, *, keep_fraction: float, connectivity: int) -> np.ndarray:
     """The components of a bool mask with at least keep_fraction of the largest one's voxels
     (keep_fraction 1.0: the largest alone; of equal largest ones, the first in label order)."""
     if not mask.any():
         return mask.copy()
-    lower, upper = bounding_box(mask)
-    box = box_slices(lower, upper)
-    labels, count = ndimage.label(mask[box], structure=_structure(connectivity))
-    if count <= 1:
+    labels, sizes, box = label_components(mask, connectivity=connectivity)
+    if len(sizes) <= 2:  # one component
         return mask.copy()
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
     if keep_fraction >= 1.0:
         kept = labels == int(np.argmax(sizes))
     else:
@@ -100,4 +106,4 @@ def drop_fragments(mask: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["bounding_box", "box_slices", "diamond_ball", "drop_fragments", "drop_slivers", "keep_large_components",
-           "largest_component", "radius_voxels", "widened_box"]
+           "label_components", "largest_component", "radius_voxels", "widened_box"]

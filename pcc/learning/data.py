@@ -182,7 +182,9 @@ def _at_most(indices: np.ndarray, count: int, *, seed: int) -> np.ndarray:
 
 def volume_arrays(defective, implant) -> dict[str, np.ndarray]:
     """Bit-packed crops of the defective skull and implant around the implant (for volumetric scoring)."""
-    lower, upper = crop_box(implant.mask(), implant.spacing, CROP_MARGIN_MM)
+    from pcc.geometry.masks import widened_box
+
+    lower, upper = widened_box(implant.mask(), np.ceil(CROP_MARGIN_MM / implant.spacing).astype(int))
     box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
     return {
         "defective_crop": np.packbits(defective.mask()[box]),
@@ -215,13 +217,6 @@ def build_case_caches(root: Path, name: str, jobs: list[tuple[SyntheticDefect | 
         tmp = target.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, **arrays)
         tmp.replace(target)
-
-
-def crop_box(mask: np.ndarray, spacing: np.ndarray, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Index bounds [lower, upper) of mask's nonzero voxels grown by margin_mm, clipped to the array."""
-    from pcc.geometry.masks import widened_box
-
-    return widened_box(mask, np.ceil(margin_mm / np.asarray(spacing)).astype(int))
 
 
 def load_case(path: Path, name: str) -> CachedCase:

@@ -98,19 +98,14 @@ def _skull_label(labels: np.ndarray, sizes: np.ndarray, spacing: np.ndarray) -> 
 
 
 def _skull_component(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
-    """The skull's 26-connected component of the thresholded bone (_skull_label), labelled within the
-    mask's bounding box."""
-    from pcc.geometry.masks import bounding_box, box_slices
+    """The skull's 26-connected component of the thresholded bone (_skull_label)."""
+    from pcc.geometry.masks import label_components
 
     if not mask.any():
         return mask.copy()
-    lower, upper = bounding_box(mask)
-    box = box_slices(lower, upper)
-    labels, count = ndimage.label(mask[box], structure=ndimage.generate_binary_structure(3, 3))
-    if count <= 1:
+    labels, sizes, box = label_components(mask, connectivity=3)
+    if len(sizes) <= 2:  # one component
         return mask.copy()
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
     out = np.zeros(mask.shape, bool)
     out[box] = labels == _skull_label(labels, sizes, spacing)
     return out
