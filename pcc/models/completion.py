@@ -113,6 +113,15 @@ class PointCompletionNet(nn.Module):
         pooled = per_point.max(dim=1, keepdim=True).values.expand_as(per_point)
         return (fuse_mlp or self.fuse_mlp)(torch.cat([per_point, pooled], dim=-1)).max(dim=1).values
 
+    @staticmethod
+    def _float32_head(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        """mlp(x) with its last (coordinate-producing) layer in float32, also under bf16 autocast (trainer
+        precision bf16-mixed): coordinates need sub-millimetre precision, bfloat16 keeps 8 bits. Without
+        autocast this is exactly mlp(x)."""
+        hidden = mlp[:-1](x)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return mlp[-1](hidden.float())
+
     def local_features(self, coarse: torch.Tensor, points: torch.Tensor, local_mlp: nn.Module | None = None) -> torch.Tensor:
         """(B, M, 64) pooled from each coarse point's nearest input points (by local_mlp or the one given)."""
         with torch.no_grad():
@@ -129,7 +138,7 @@ class PointCompletionNet(nn.Module):
         feature = self.encode(points)
         if prior is not None:
             feature = feature + self.prior_feature(self.encode(prior, self.prior_point_mlp, self.prior_fuse_mlp))
-        coarse = self.coarse_mlp(feature).view(-1, self.coarse_points, 3)
+        coarse = self._float32_head(self.coarse_mlp, feature).view(-1, self.coarse_points, 3)
         per_coarse = [coarse]
         if self.neighbours > 0:
             per_coarse.append(self.local_features(coarse, points))
@@ -144,7 +153,7 @@ class PointCompletionNet(nn.Module):
         if prior is not None:
             prior_local = self.local_features(coarse, prior, self.prior_local_mlp)  # (B, M, 64)
             hidden = hidden + self.prior_fine(prior_local)[:, :, None, :]
-        out = self.fine_mlp(hidden)
+        out = self._float32_head(self.fine_mlp, hidden)
         fine = coarse[:, :, None, :] + self.offset_scale * torch.tanh(out[..., :3])
         normals = F.normalize(out[..., 3:], dim=-1)
         return coarse, fine.reshape(b, m * k, 3), normals.reshape(b, m * k, 3)
