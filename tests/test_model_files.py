@@ -52,3 +52,28 @@ def test_init_weights_refuses_a_payload_too(tmp_path):
     with pytest.raises(ValueError, match="not a pcc checkpoint"):
         ImplantCompletion(*tiny_nets(), init_weights=str(evil))
     assert not marker.exists()
+
+
+def test_resuming_from_a_checkpoint_with_a_payload_is_refused(tmp_path):
+    """`pcc train fit --ckpt_path FILE` reads FILE through Lightning, which leaves torch.load's weights_only
+    default (True since torch 2.6) in force: the payload is refused, not run."""
+    import pickle as _pickle
+
+    import pytorch_lightning as L
+    from test_learned import tiny_nets
+
+    from pcc.learning.training import ImplantCompletion
+
+    class Trainable(ImplantCompletion):  # pcc train's CLI adds the optimizer from the config
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters())
+
+    marker = tmp_path / "payload-ran"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hook": _Payload(f"touch {marker}")}, evil)
+    batches = torch.utils.data.DataLoader([{"global_input": torch.zeros(64, 6)}])
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, default_root_dir=tmp_path)
+    with pytest.raises(_pickle.UnpicklingError):
+        trainer.fit(Trainable(*tiny_nets()), train_dataloaders=batches, ckpt_path=str(evil))
+    assert not marker.exists(), "the checkpoint's payload ran"
