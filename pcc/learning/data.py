@@ -316,9 +316,13 @@ def smooth_warp(points: np.ndarray, normals: np.ndarray, rng: np.random.Generato
     amplitudes = rng.normal(0.0, amplitude_mm, size=(waves, 3))  # (K, 3) mm
     angle = points @ frequencies.T + phases  # (N, K)
     moved = points + np.sin(angle) @ amplitudes
-    # Jacobian J = I + Σ_k cos(angle_k) a_k ω_kᵀ; normals map by J⁻ᵀ.
-    jacobian = np.eye(3) + np.einsum("nk,ki,kj->nij", np.cos(angle), amplitudes, frequencies)
-    turned = np.linalg.solve(np.transpose(jacobian, (0, 2, 1)), normals[..., None])[..., 0]
+    # Jacobian J = I + Σ_k cos(angle_k) a_k ω_kᵀ; normals map by J⁻ᵀ, which is cof(J) / det(J): the
+    # cofactor matrix's columns are cross products of J's columns (no per-point solve; direction only).
+    jacobian = np.eye(3) + (np.cos(angle) @ (amplitudes[:, :, None] * frequencies[:, None, :]).reshape(waves, 9)).reshape(-1, 3, 3)
+    c0, c1, c2 = (jacobian[:, :, i] for i in range(3))
+    cofactor_columns = (np.cross(c1, c2), np.cross(c2, c0), np.cross(c0, c1))
+    turned = sum(column * normals[:, i : i + 1] for i, column in enumerate(cofactor_columns))
+    turned *= np.sign(np.einsum("ni,ni->n", c0, cofactor_columns[0]))[:, None]  # det(J) = c0 · (c1 × c2)
     turned /= np.maximum(np.linalg.norm(turned, axis=1, keepdims=True), 1e-9)
     return moved.astype(np.float32), turned.astype(np.float32)
 
