@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pcc.geometry.frames import crop_and_sample, defect_frame, global_frame
+from pcc.geometry.masks import widened_box
 from pcc.learning.network_inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS, SampleSizes
 
 GLOBAL_POINTS = 4096  # uniform sample of the whole skull for the global stage
@@ -182,8 +183,6 @@ def _at_most(indices: np.ndarray, count: int, *, seed: int) -> np.ndarray:
 
 def volume_arrays(defective, implant) -> dict[str, np.ndarray]:
     """Bit-packed crops of the defective skull and implant around the implant (for volumetric scoring)."""
-    from pcc.geometry.masks import widened_box
-
     lower, upper = widened_box(implant.mask(), np.ceil(CROP_MARGIN_MM / implant.spacing).astype(int))
     box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
     return {

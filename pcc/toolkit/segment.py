@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from pcc.geometry.masks import label_components
 from pcc.volume import Volume
 
 BONE_LOW_HU = 100.0
@@ -69,16 +70,15 @@ def segment_skull(ct: Volume, *, low: float = BONE_LOW_HU, high: float = BONE_HI
     if radius.max() > 0:
         ball = _ellipsoid_structure(radius, spacing, bridge_mm)
         core = ndimage.binary_opening(bone, structure=ball)
-        labels, count = ndimage.label(core, structure=ndimage.generate_binary_structure(3, 3))
-        if count > 1:
-            sizes = np.bincount(labels.ravel())
-            sizes[0] = 0
+        if core.any():
+            labels, sizes, box = label_components(core, connectivity=3)
             skull_id = _skull_label(labels, sizes, spacing)
             min_voxels = table_min_ml * 1000 / ct.voxel_volume
             table_ids = [i for i in np.flatnonzero(sizes >= min_voxels) if i != skull_id]
             if table_ids:
-                table = ndimage.binary_dilation(np.isin(labels, table_ids), structure=ball)
-                candidate = bone & ~table
+                table = np.zeros(bone.shape, bool)
+                table[box] = np.isin(labels, table_ids)
+                candidate = bone & ~ndimage.binary_dilation(table, structure=ball)
     return _skull_component(candidate, spacing)
 
 
@@ -99,8 +99,6 @@ def _skull_label(labels: np.ndarray, sizes: np.ndarray, spacing: np.ndarray) -> 
 
 def _skull_component(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     """The skull's 26-connected component of the thresholded bone (_skull_label)."""
-    from pcc.geometry.masks import label_components
-
     if not mask.any():
         return mask.copy()
     labels, sizes, box = label_components(mask, connectivity=3)
