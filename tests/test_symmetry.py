@@ -8,7 +8,7 @@ import torch
 from test_defects import hollow_skull
 
 from pcc.geometry import symmetry
-from pcc.learning.data import CachedCase, SampleSizes, Warps, make_pair, smooth_warp
+from pcc.learning.data import CachedCase, SampleSizes, WarpField, Warps, make_pair
 from pcc.toolkit.metrics import dice
 from pcc.models import PointCompletionNet
 from pcc.geometry.surface import volume_to_points
@@ -77,16 +77,15 @@ def test_smooth_warp_moves_points_smoothly_and_turns_normals_with_the_surface():
     theta, phi = rng.uniform(0, np.pi, 4000), rng.uniform(0, 2 * np.pi, 4000)
     normals = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], axis=1)
     points = 80.0 * normals
-    moved, turned = smooth_warp(points, normals, np.random.default_rng(1), amplitude_mm=2.0,
-                                wavelength_mm=(80.0, 200.0), waves=4)
+    field = WarpField.random(np.random.default_rng(1), amplitude_mm=2.0, wavelength_mm=(80.0, 200.0), waves=4)
+    moved, turned = field.move(points), field.turn(points, normals)
     shift = np.linalg.norm(moved - points, axis=1)
     assert 0.3 < np.median(shift) < 8.0
     # A warped sphere's normal stays orthogonal to the warped surface: check against finite differences.
     step = 1e-3
     tangent = np.cross(normals, [0.0, 0.0, 1.0])
     tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
-    ahead, _ = smooth_warp(points + step * tangent, normals, np.random.default_rng(1), amplitude_mm=2.0,
-                           wavelength_mm=(80.0, 200.0), waves=4)
+    ahead = field.move(points + step * tangent)
     direction = (ahead.astype(np.float64) - moved) / step
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     assert np.abs(np.einsum("ij,ij->i", direction, turned)).max() < 0.02

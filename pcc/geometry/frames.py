@@ -42,15 +42,19 @@ def defect_frame(defect_points: np.ndarray) -> Frame:
 CROP_RADII = 1.6
 
 
-def crop_and_sample(
-    points: np.ndarray, normals: np.ndarray, frame: Frame, n_points: int, rng: np.random.Generator
-) -> np.ndarray:
-    """(n_points, 6) local-frame points and normals of the skull near the defect (sampled with
-    replacement when fewer are available; the nearest points when none lies in the crop)."""
-    local = frame.to_local(points)
-    distance = np.linalg.norm(local, axis=1)
+def crop_indices(points: np.ndarray, frame: Frame, n_points: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of n_points of the (N, 3) world-mm points within CROP_RADII of the frame's centre (drawn with
+    replacement when fewer are there; from the nearest points when fewer than 16 are)."""
+    distance = np.linalg.norm(frame.to_local(points), axis=1)
     inside = np.flatnonzero(distance < CROP_RADII)
     if len(inside) < 16:
         inside = np.argsort(distance)[: max(16, n_points // 4)]
-    chosen = rng.choice(inside, n_points, replace=len(inside) < n_points)
-    return np.hstack([local[chosen], normals[chosen]]).astype(np.float32)
+    return rng.choice(inside, n_points, replace=len(inside) < n_points)
+
+
+def crop_and_sample(
+    points: np.ndarray, normals: np.ndarray, frame: Frame, n_points: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(n_points, 6) local-frame points and normals of the skull near the defect (crop_indices)."""
+    chosen = crop_indices(points, frame, n_points, rng)
+    return np.hstack([frame.to_local(points[chosen]), normals[chosen]]).astype(np.float32)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pcc.geometry.frames import crop_and_sample, defect_frame, global_frame
+from pcc.geometry.frames import crop_and_sample, crop_indices, defect_frame, global_frame
 from pcc.geometry.masks import widened_box
 from pcc.learning.network_inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS, SampleSizes
 
@@ -300,53 +300,79 @@ class Warps:
     waves: int = 4
 
 
-def smooth_warp(points: np.ndarray, normals: np.ndarray, rng: np.random.Generator, *, amplitude_mm: float,
-                wavelength_mm: tuple[float, float], waves: int) -> tuple[np.ndarray, np.ndarray]:
-    """Points (N, 3) world mm moved by d(p) = Σ a_k sin(ω_k·p + φ_k), normals by the warp's inverse-transpose Jacobian.
+@dataclass(frozen=True)
+class WarpField:
+    """A smooth displacement field d(p) = Σ_k a_k sin(ω_k·p + φ_k) of world-mm points (random: WarpField.random).
 
-    Each wave has a random direction, a wavelength drawn uniformly in wavelength_mm, a random phase and
-    a displacement a_k ~ N(0, amplitude_mm²) per axis. The same rng state gives the same field, so
-    several clouds of one case are warped alike when each call starts from a copy of one generator.
+    frequencies: (K, 3) ω_k, rad/mm; phases: (K,) φ_k, rad; amplitudes: (K, 3) a_k, mm.
     """
-    directions = rng.normal(size=(waves, 3))
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    frequencies = directions * (2 * np.pi / rng.uniform(*wavelength_mm, size=(waves, 1)))  # (K, 3) rad/mm
-    phases = rng.uniform(0, 2 * np.pi, waves)
-    amplitudes = rng.normal(0.0, amplitude_mm, size=(waves, 3))  # (K, 3) mm
-    angle = points @ frequencies.T + phases  # (N, K)
-    moved = points + np.sin(angle) @ amplitudes
-    # Jacobian J = I + Σ_k cos(angle_k) a_k ω_kᵀ; normals map by J⁻ᵀ, which is cof(J) / det(J): the
-    # cofactor matrix's columns are cross products of J's columns (no per-point solve; direction only).
-    jacobian = np.eye(3) + (np.cos(angle) @ (amplitudes[:, :, None] * frequencies[:, None, :]).reshape(waves, 9)).reshape(-1, 3, 3)
-    c0, c1, c2 = (jacobian[:, :, i] for i in range(3))
-    cofactor_columns = (np.cross(c1, c2), np.cross(c2, c0), np.cross(c0, c1))
-    turned = sum(column * normals[:, i : i + 1] for i, column in enumerate(cofactor_columns))
-    turned *= np.sign(np.einsum("ni,ni->n", c0, cofactor_columns[0]))[:, None]  # det(J) = c0 · (c1 × c2)
-    turned /= np.maximum(np.linalg.norm(turned, axis=1, keepdims=True), 1e-9)
-    return moved.astype(np.float32), turned.astype(np.float32)
+
+    frequencies: np.ndarray
+    phases: np.ndarray
+    amplitudes: np.ndarray
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, *, amplitude_mm: float, wavelength_mm: tuple[float, float],
+               waves: int) -> WarpField:
+        """Waves of random directions, wavelengths uniform in wavelength_mm, random phases and a_k ~ N(0, amplitude_mm²) per axis."""
+        directions = rng.normal(size=(waves, 3))
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        frequencies = directions * (2 * np.pi / rng.uniform(*wavelength_mm, size=(waves, 1)))
+        phases = rng.uniform(0, 2 * np.pi, waves)
+        return cls(frequencies, phases, rng.normal(0.0, amplitude_mm, size=(waves, 3)))
+
+    def move(self, points: np.ndarray) -> np.ndarray:
+        """Points (N, 3) world mm moved by d (float32)."""
+        return (points + np.sin(points @ self.frequencies.T + self.phases) @ self.amplitudes).astype(np.float32)
+
+    def turn(self, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        """Unit normals (N, 3) at the points (N, 3, world mm, before the move) turned with the surface (float32)."""
+        waves = len(self.phases)
+        angle = points @ self.frequencies.T + self.phases  # (N, K)
+        # Jacobian J = I + Σ_k cos(angle_k) a_k ω_kᵀ; normals map by J⁻ᵀ, which is cof(J) / det(J): the
+        # cofactor matrix's columns are cross products of J's columns (no per-point solve; direction only).
+        per_wave = (self.amplitudes[:, :, None] * self.frequencies[:, None, :]).reshape(waves, 9)
+        jacobian = np.eye(3) + (np.cos(angle) @ per_wave).reshape(-1, 3, 3)
+        c0, c1, c2 = (jacobian[:, :, i] for i in range(3))
+        cofactor_columns = (np.cross(c1, c2), np.cross(c2, c0), np.cross(c0, c1))
+        turned = sum(column * normals[:, i : i + 1] for i, column in enumerate(cofactor_columns))
+        turned *= np.sign(np.einsum("ni,ni->n", c0, cofactor_columns[0]))[:, None]  # det(J) = c0 · (c1 × c2)
+        turned /= np.maximum(np.linalg.norm(turned, axis=1, keepdims=True), 1e-9)
+        return turned.astype(np.float32)
 
 
 def make_pair(case: CachedCase, sizes: SampleSizes, rng: np.random.Generator, *, augment: bool,
               warps: Warps = Warps()) -> dict[str, torch.Tensor]:
-    """One training pair: global (whole skull → coarse implant) and local (crop [+ mirror image] → dense implant)."""
+    """One training pair: global (whole skull → coarse implant) and local (crop [+ mirror image] → dense implant).
+
+    With warps.shape_mm > 0 one WarpField moves every cloud of the case alike; the normals are turned only
+    for the points the pair takes (the Jacobian is most of a warp's cost). With warps.prior_mm > 0 a second
+    one moves the mirror image alone."""
     clouds = [case.global_points, case.global_normals, case.skull_points, case.skull_normals, case.implant_points, case.implant_normals]
     with_prior = sizes.prior_input > 0
     if with_prior:
         if case.mirror_points is None:
             raise ValueError(f"case {case.name} has no mirror image cached: rebuild the cache (data.cache_dir)")
         clouds += [case.mirror_points, case.mirror_normals]
+    field = None
     if augment:
         clouds = _augment(clouds, rng)
         if warps.shape_mm > 0:
-            field_seed = int(rng.integers(2**31))
-            for i in range(0, len(clouds), 2):  # one field for every cloud of the case
-                clouds[i], clouds[i + 1] = smooth_warp(clouds[i], clouds[i + 1], np.random.default_rng(field_seed),
-                                                       amplitude_mm=warps.shape_mm, wavelength_mm=warps.shape_wavelength_mm,
-                                                       waves=warps.waves)
+            field = WarpField.random(rng, amplitude_mm=warps.shape_mm, wavelength_mm=warps.shape_wavelength_mm,
+                                     waves=warps.waves)
+            if with_prior:
+                clouds[6], clouds[7] = field.move(clouds[6]), field.turn(clouds[6], clouds[7])
         if with_prior and warps.prior_mm > 0:
-            clouds[6], clouds[7] = smooth_warp(clouds[6], clouds[7], rng, amplitude_mm=warps.prior_mm,
-                                               wavelength_mm=warps.prior_wavelength_mm, waves=warps.waves)
-    whole, whole_n, skull, skull_n, implant, implant_n = clouds[:6]
+            prior_field = WarpField.random(rng, amplitude_mm=warps.prior_mm, wavelength_mm=warps.prior_wavelength_mm,
+                                           waves=warps.waves)
+            clouds[6], clouds[7] = prior_field.move(clouds[6]), prior_field.turn(clouds[6], clouds[7])
+    # whole skull, defective skull, implant: positions (warped), and their normals at chosen indices
+    whole, skull, implant = (clouds[i] if field is None else field.move(clouds[i]) for i in (0, 2, 4))
+
+    def normals_at(cloud: int, chosen: np.ndarray) -> np.ndarray:
+        """Normals of clouds[cloud] (0, 2 or 4) at the chosen indices, turned by the warp if there is one."""
+        normals = clouds[cloud + 1][chosen]
+        return normals if field is None else field.turn(clouds[cloud][chosen], normals)
 
     g_frame = global_frame(whole)
     g_in = rng.choice(len(whole), sizes.global_input, replace=len(whole) < sizes.global_input)
@@ -356,16 +382,16 @@ def make_pair(case: CachedCase, sizes: SampleSizes, rng: np.random.Generator, *,
     if augment:  # the global stage's frame is not exact: train the local stage to find the hole in a shifted frame
         shift = rng.normal(0, sizes.frame_jitter * d_frame.scale, 3)
         d_frame = type(d_frame)(d_frame.centre + shift, d_frame.scale * rng.uniform(0.85, 1.2))
-    l_in = crop_and_sample(skull, skull_n, d_frame, sizes.local_input, rng)
+    l_in = crop_indices(skull, d_frame, sizes.local_input, rng)
     l_target = rng.choice(len(implant), sizes.local_target, replace=len(implant) < sizes.local_target)
     extra = {"local_prior": torch.from_numpy(crop_and_sample(clouds[6], clouds[7], d_frame, sizes.prior_input, rng))} if with_prior else {}
     return {
         **extra,
-        "global_input": torch.from_numpy(np.hstack([g_frame.to_local(whole[g_in]), whole_n[g_in]]).astype(np.float32)),
+        "global_input": torch.from_numpy(np.hstack([g_frame.to_local(whole[g_in]), normals_at(0, g_in)]).astype(np.float32)),
         "global_target": torch.from_numpy(g_frame.to_local(implant[g_target]).astype(np.float32)),
-        "local_input": torch.from_numpy(l_in),
+        "local_input": torch.from_numpy(np.hstack([d_frame.to_local(skull[l_in]), normals_at(2, l_in)]).astype(np.float32)),
         "local_target": torch.from_numpy(d_frame.to_local(implant[l_target]).astype(np.float32)),
-        "local_target_normals": torch.from_numpy(implant_n[l_target].astype(np.float32)),
+        "local_target_normals": torch.from_numpy(normals_at(4, l_target).astype(np.float32)),
     }
 
 
