@@ -483,14 +483,16 @@ def test_share_near_bone_matches_the_distance_to_the_nearest_bone_voxel_centre()
     from pcc.design.prediction import is_intact_bone, share_near_bone
 
     rng = np.random.default_rng(0)
-    array = (rng.random((12, 10, 8)) < 0.05).astype(np.uint8)
     sheared = np.array([[0.5, 0.0, 0.0], [0.0, 0.7, 0.0], [0.0, 0.6, 1.2]])  # a gantry tilt
-    for directions in (np.diag([0.5, 0.7, 1.2]), sheared):
-        bone = Volume(array, directions, np.array([10.0, -3.0, 4.0]))
-        points = bone.index_to_world(rng.uniform(-3.0, [14.0, 12.0, 10.0], (500, 3)))  # some off the grid
-        distances, _ = cKDTree(bone.index_to_world(np.argwhere(array))).query(points)
-        for within in (0.6, 1.5, 2.5):
-            assert share_near_bone(points, bone, within) == np.mean(distances <= within)
+    rotated = np.array([[0.5, 0.0, 0.0], [0.0, 0.6 * 0.8, 0.6 * 0.6], [0.0, -1.2 * 0.6, 1.2 * 0.8]])  # orthogonal axes
+    for density in (0.05, 0.7):  # scattered voxels; a solid with interior voxels
+        array = (rng.random((12, 10, 8)) < density).astype(np.uint8)
+        for directions in (np.diag([0.5, 0.7, 1.2]), rotated, sheared):
+            bone = Volume(array, directions, np.array([10.0, -3.0, 4.0]))
+            points = bone.index_to_world(rng.uniform(-3.0, [14.0, 12.0, 10.0], (500, 3)))  # some off the grid
+            distances, _ = cKDTree(bone.index_to_world(np.argwhere(array))).query(points)
+            for within in (0.6, 1.5, 2.5):  # 0.6 mm: less than half a voxel's diagonal
+                assert share_near_bone(points, bone, within) == np.mean(distances <= within)
     median = float(np.median(distances))
     assert is_intact_bone(points, bone, median * 1.01) and not is_intact_bone(points, bone, median * 0.99)
     assert not is_intact_bone(np.zeros((0, 3)), bone, 1.5)

@@ -20,6 +20,7 @@ from torch import nn
 from pcc.design.settings import DesignSettings
 from pcc.geometry.cloud import PointCloud
 from pcc.geometry.frames import crop_and_sample, defect_frame, global_frame
+from pcc.geometry.masks import near_mask
 from pcc.learning.network_inputs import SampleSizes
 from pcc.volume import Volume
 
@@ -131,17 +132,10 @@ def is_intact_bone(points: np.ndarray, bone: Volume, distance_mm: float) -> bool
 
 def share_near_bone(points: np.ndarray, bone: Volume, distance_mm: float) -> float:
     """Share of world-mm points within distance_mm of the centre of a nonzero voxel of `bone` (voxels off the
-    grid are not bone). Only the bone voxels in the points' box widened by distance_mm are looked at."""
+    grid are not bone; pcc.geometry.masks.near_mask)."""
     if not len(points):
         return 0.0
-    lower, upper = bone.index_box(points.min(axis=0) - distance_mm, points.max(axis=0) + distance_mm)
-    if np.any(upper <= lower):
-        return 0.0
-    voxels = np.argwhere(np.asarray(bone.array)[tuple(slice(a, b) for a, b in zip(lower, upper))] != 0) + lower
-    if not len(voxels):
-        return 0.0
-    distance, _ = cKDTree(bone.index_to_world(voxels)).query(points)
-    return float(np.mean(distance <= distance_mm))
+    return float(np.mean(near_mask(points, bone, distance_mm)))
 
 
 def centrality_order(candidates: list[np.ndarray]) -> np.ndarray:

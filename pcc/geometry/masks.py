@@ -1,4 +1,4 @@
-"""Boxes and connected components of 3-D boolean masks (array index order (X, Y, Z)).
+"""Boxes, connected components and point neighbourhoods of 3-D boolean masks (array index order (X, Y, Z)).
 
 One implementation of each, used by the pipeline's clean-up, the printable mesh, segmentation,
 metrics and the training cache. Components are labelled within the mask's bounding box only: the
@@ -105,5 +105,76 @@ def drop_fragments(mask: np.ndarray) -> np.ndarray:
     return keep_large_components(mask, keep_fraction=0.1, connectivity=3)
 
 
-__all__ = ["bounding_box", "box_slices", "diamond_ball", "drop_fragments", "drop_slivers", "keep_large_components",
-           "label_components", "largest_component", "radius_voxels", "widened_box"]
+def index_reach(directions: np.ndarray, radius_mm: float) -> np.ndarray:
+    """(3,) index-space half extents (+1) of a world ball of radius_mm; directions: the grid's (3, 3) direction
+    rows in mm (row a of inv(Dᵀ) maps mm to index a)."""
+    return np.ceil(radius_mm * np.linalg.norm(np.linalg.inv(directions.T), axis=1)).astype(int) + 1
+
+
+def ball_offsets(directions: np.ndarray, radius_mm: float) -> np.ndarray:
+    """(K, 3) integer index offsets, around a point's nearest voxel, of every voxel whose centre can lie
+    within radius_mm of the point (radius_mm plus half a voxel diagonal: the point may sit anywhere in
+    its voxel). directions: the grid's (3, 3) direction rows in mm."""
+    reach = index_reach(directions, radius_mm)
+    grids = np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij")
+    offsets = np.stack([g.ravel() for g in grids], axis=1)
+    corners = np.stack(np.meshgrid(*[[-0.5, 0.5]] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    half_diagonal = float(np.linalg.norm(corners @ directions, axis=1).max())
+    return offsets[np.linalg.norm(offsets @ directions, axis=1) <= radius_mm + half_diagonal]
+
+
+def near_mask(points: np.ndarray, grid, distance_mm: float) -> np.ndarray:
+    """(N,) bool: whether each world-mm point (N, 3) lies within distance_mm of the centre of a nonzero voxel
+    of grid (a Volume; voxels off the grid are not nonzero).
+
+    On a grid with orthogonal axes, a point's nearest voxel centre of all is that of the voxel whose cell
+    holds it, and its nearest nonzero voxel centre is a boundary voxel (one with a zero face neighbour)
+    unless the point lies in that voxel's own cell (else the neighbour towards the point would be nearer).
+    So a point in a nonzero voxel's cell is decided by the distance to that centre, and the others by a
+    search among the boundary voxels of the points' box widened by distance_mm; on a sheared grid, among
+    all its nonzero voxels.
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, dtype=np.float64)
+    near = np.zeros(len(points), dtype=bool)
+    if not len(points):
+        return near
+    lower, upper = grid.index_box(points.min(axis=0) - distance_mm, points.max(axis=0) + distance_mm)
+    if np.any(upper <= lower):
+        return near
+    box = np.asarray(grid.array)[box_slices(lower, upper)] != 0
+    gram = grid.directions @ grid.directions.T
+    if np.allclose(gram, np.diag(np.diag(gram)), rtol=0.0, atol=1e-9 * float(np.diag(gram).max())):
+        index = np.rint(grid.world_to_index(points)).astype(np.int64)
+        in_cell = np.all((index >= lower) & (index < upper), axis=1)
+        in_cell[in_cell] = box[tuple((index[in_cell] - lower).T)]
+        offset = points[in_cell] - grid.index_to_world(index[in_cell])
+        near[in_cell] = np.einsum("ij,ij->i", offset, offset) <= distance_mm * distance_mm
+        candidates = np.argwhere(box & ~_interior(box)) + lower
+        searched = ~in_cell
+    else:
+        candidates, searched = np.argwhere(box) + lower, np.ones(len(points), dtype=bool)
+    if len(candidates) and searched.any():
+        distance, _ = cKDTree(grid.index_to_world(candidates)).query(points[searched], distance_upper_bound=2 * distance_mm)
+        near[searched] = distance <= distance_mm
+    return near
+
+
+def _interior(mask: np.ndarray) -> np.ndarray:
+    """The voxels of a 3-D bool mask whose six face neighbours are all in it (none on the array's faces)."""
+    interior = mask.copy()
+    for axis in range(3):
+        lower, upper = [slice(None)] * 3, [slice(None)] * 3
+        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+        interior[tuple(lower)] &= mask[tuple(upper)]
+        interior[tuple(upper)] &= mask[tuple(lower)]
+        for end in (0, -1):
+            face = [slice(None)] * 3
+            face[axis] = end
+            interior[tuple(face)] = False
+    return interior
+
+
+__all__ = ["ball_offsets", "bounding_box", "box_slices", "diamond_ball", "drop_fragments", "drop_slivers", "index_reach",
+           "keep_large_components", "label_components", "largest_component", "near_mask", "radius_voxels", "widened_box"]
