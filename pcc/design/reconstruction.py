@@ -13,7 +13,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from pcc.design.settings import DesignSettings
-from pcc.geometry.masks import diamond_ball, drop_fragments, drop_slivers, radius_voxels
+from pcc.geometry.masks import diamond_closing, drop_fragments, drop_slivers, radius_voxels
 from pcc.geometry.cloud import PointCloud
 from pcc.volume import Volume
 
@@ -48,13 +48,12 @@ def implant_from_points(
     lower = np.maximum(np.asarray(solid_lower) - 2 * radius - 2, 0)
     upper = np.minimum(np.asarray(solid_upper) + 2 * radius + 2, skull.shape)
     box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
-    ball = diamond_ball(radius)
     solid_box = within_reach(solid[box], cloud.points - lower @ defective.directions, defective, settings.implant_reach_mm)
     # The network's points are noisy at the sub-millimetre scale: smooth the solid before joining it to bone.
     sigma = settings.surface_smoothing_mm / np.asarray(defective.spacing)
     solid_box = ndimage.gaussian_filter(solid_box.astype(np.float32), sigma) > 0.5
     union = np.pad(solid_box | skull[box], radius)
-    closed = ndimage.binary_closing(union, structure=ball)[tuple(slice(radius, -radius) for _ in range(3))]
+    closed = diamond_closing(union, radius)[tuple(slice(radius, -radius) for _ in range(3))]
     implant_box = ndimage.binary_fill_holes(closed & ~skull[box]) & ~skull[box]
     implant_box = drop_fragments(drop_slivers(implant_box, radius_voxels(settings.sliver_mm, defective)))
     implant = np.zeros_like(skull)

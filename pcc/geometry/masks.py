@@ -87,17 +87,20 @@ def radius_voxels(radius_mm: float, grid) -> int:
     return max(1, int(round(radius_mm / float(grid.spacing.min()))))
 
 
-def diamond_ball(radius: int) -> np.ndarray:
-    """The 6-connected structuring element of `radius` voxels (a diamond-like ball)."""
-    return ndimage.iterate_structure(ndimage.generate_binary_structure(3, 1), radius)
+def diamond_closing(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary closing of a bool mask by the 6-connected ball (a diamond) of `radius` voxels.
+
+    A diamond of radius r is r face-neighbour crosses added together, so r dilations by the cross then r
+    erosions give the same voxels as one closing by the diamond, at a third of the cost for r = 3."""
+    return ndimage.binary_closing(mask, structure=_structure(1), iterations=radius)
 
 
 def drop_slivers(mask: np.ndarray, radius: int) -> np.ndarray:
-    """The voxels of mask within 2·radius voxels of its opening by a ball of `radius` voxels: parts
-    thinner than the ball are kept only next to the thicker body (where an implant thins out at the rim)."""
-    ball = diamond_ball(radius)
-    body = ndimage.binary_opening(mask, structure=ball)
-    return mask & ndimage.binary_dilation(body, structure=ball, iterations=2)
+    """The voxels of mask within 2·radius voxels of its opening by a 6-connected ball (a diamond) of `radius`
+    voxels: parts thinner than the ball are kept only next to the thicker body (where an implant thins out at
+    the rim). The diamond's opening and dilations are done as repeated ones by the face-neighbour cross."""
+    body = ndimage.binary_opening(mask, structure=_structure(1), iterations=radius)
+    return mask & ndimage.binary_dilation(body, structure=_structure(1), iterations=2 * radius)
 
 
 def drop_fragments(mask: np.ndarray) -> np.ndarray:
@@ -176,5 +179,5 @@ def _interior(mask: np.ndarray) -> np.ndarray:
     return interior
 
 
-__all__ = ["ball_offsets", "bounding_box", "box_slices", "diamond_ball", "drop_fragments", "drop_slivers", "index_reach",
+__all__ = ["ball_offsets", "bounding_box", "box_slices", "diamond_closing", "drop_fragments", "drop_slivers", "index_reach",
            "keep_large_components", "label_components", "largest_component", "near_mask", "radius_voxels", "widened_box"]

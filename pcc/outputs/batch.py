@@ -166,9 +166,15 @@ def run_jobs(
     needs_model = [job for job in todo if overwrite or not resume or not job.output.is_file()]
     checked: dict[Path, Any] = {}
     if len(needs_model) == 1 and not keep_going:
-        # One case: check its input (cheap) before loading the model, so a bad file is reported as such.
-        start = time.perf_counter()
-        checked[needs_model[0].source] = (read_skull(needs_model[0]), time.perf_counter() - start)
+        # One case: read its input while the model loads in a thread (the import of torch and the file's
+        # decompression overlap); a bad input is reported as such, before any error of the model.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            loading = pool.submit(model)
+            start = time.perf_counter()
+            checked[needs_model[0].source] = (read_skull(needs_model[0]), time.perf_counter() - start)
+            loading.result()  # the model's error, if any, once the input is known to be good
     if needs_model:
         model()  # fail early (bad --model or --device) before any case
     report = RunReport.start(model=state["model"], device=device, command=command, options=options)
