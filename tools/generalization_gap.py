@@ -1,0 +1,92 @@
+"""Does a model overfit its training skulls? Its losses on training pairs against development-split pairs.
+
+    python tools/generalization_gap.py --model runs/skullfix/version_N/checkpoints/last.ckpt
+        [--cache cache/skullfix] [--cases 50] [--pairs 4] [--out docs/generalization_gap_cpu.txt]
+
+Pairs are made from the training cache (data.cache_dir of `pcc train fit`; its cases.json names the
+training and the held-out development cases) exactly as in training (pcc.learning.data.make_pair):
+--pairs per case with fixed seeds, once as seen in training (augmented: mirroring, rotation, scaling,
+frame jitter; shape warps off) and once without augmentation. For each group of cases (training cases'
+real SkullFix defects, training cases' pcc-made defects, the development cases' real defects) it prints
+the mean losses the trainer logs: the local stage's fine and coarse Chamfer distances and the global
+stage's Chamfer distance, in the networks' normalised frame units (pcc.geometry.frames). Equal losses on
+training and development pairs mean the networks learn shapes, not the training skulls: more skulls or
+shape warps then cannot help within the same training budget, while more capacity or more pairs can.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pcc.design import load_model  # noqa: E402
+from pcc.learning.data import load_case, make_pair  # noqa: E402
+from pcc.learning.losses import CompletionLoss, chamfer_distance  # noqa: E402
+
+
+def group_losses(model, cache: Path, entries: list[list[str]], pairs: int, augment: bool) -> dict[str, float]:
+    """Mean fine, coarse and global Chamfer distances over `pairs` pairs of each cached case."""
+    loss = CompletionLoss(backend="torch")
+    totals = {"fine": [], "coarse": [], "global": []}
+    for number, (name, file) in enumerate(entries):
+        case = load_case(cache / file, name)
+        rng = np.random.default_rng([number, int(augment)])
+        for _ in range(pairs):
+            pair = make_pair(case, model.sizes, rng, augment=augment)
+            with torch.no_grad():
+                coarse, fine, normals = model.local_net(pair["local_input"][None])
+                local = loss(coarse, fine, normals, pair["local_target"][None], pair["local_target_normals"][None])
+                global_coarse, _, _ = model.global_net(pair["global_input"][None])
+                global_loss, _, _ = chamfer_distance(global_coarse, pair["global_target"][None])
+            totals["fine"].append(local["fine"].item())
+            totals["coarse"].append(local["coarse"].item())
+            totals["global"].append(global_loss.item())
+    return {key: float(np.mean(values)) for key, values in totals.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="checkpoint or weights (default: the shipped weights)")
+    parser.add_argument("--cache", default=str(REPO / "cache" / "skullfix"), help="the training cache (data.cache_dir)")
+    parser.add_argument("--cases", type=int, default=50, help="training cases per group (the first N in the cache's order)")
+    parser.add_argument("--pairs", type=int, default=4, help="pairs per case")
+    parser.add_argument("--out", default=None, help="also write the table to this text file")
+    args = parser.parse_args()
+
+    cache = Path(args.cache)
+    listing = cache / "cases.json"
+    if not listing.is_file():
+        print(f"{listing} not found: build the cache first (pcc train fit --config configs/skullfix.yaml ...)", file=sys.stderr)
+        return 2
+    cases = json.loads(listing.read_text())
+    model = load_model(args.model, device="cpu")
+    groups = {
+        "training, real defects": [e for e in cases["training"] if e[0].endswith(".nrrd")][: args.cases],
+        "training, pcc-made defects": [e for e in cases["training"] if not e[0].endswith(".nrrd")][: args.cases],
+        "development, real defects": cases["validation"],
+    }
+    lines = [f"python tools/generalization_gap.py --model {args.model or '(shipped weights)'} --cases {args.cases} "
+             f"--pairs {args.pairs}",
+             "Chamfer distances in normalised frame units (lower is better)",
+             f"{'cases':<28} {'pairs':>5} {'augmented':>9} {'local fine':>10} {'local coarse':>12} {'global':>8}"]
+    for augment in (False, True):
+        for label, entries in groups.items():
+            losses = group_losses(model, cache, entries, args.pairs, augment)
+            lines.append(f"{label:<28} {len(entries) * args.pairs:>5} {'yes' if augment else 'no':>9} "
+                         f"{losses['fine']:>10.4f} {losses['coarse']:>12.4f} {losses['global']:>8.4f}")
+            print(lines[-1], flush=True)
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
