@@ -477,6 +477,24 @@ def test_drop_slivers_keeps_the_body_and_its_thin_edge_but_not_a_thin_sheet_far_
     assert not (kept & ~mask).any()
 
 
+def test_diamond_closing_and_slivers_equal_one_diamond_structuring_element():
+    from scipy import ndimage
+
+    from pcc.geometry.masks import diamond_closing, drop_slivers
+
+    rng = np.random.default_rng(4)
+    mask = ndimage.gaussian_filter(rng.random((40, 36, 30)), 2.0) > 0.5
+    mask[0] |= rng.random((36, 30)) > 0.5  # touching the array's face
+    for radius in (1, 2, 3):
+        diamond = ndimage.iterate_structure(ndimage.generate_binary_structure(3, 1), radius)
+        assert np.array_equal(diamond_closing(mask, radius), ndimage.binary_closing(mask, structure=diamond))
+        body = ndimage.binary_opening(mask, structure=diamond)
+        expected = mask & ndimage.binary_dilation(body, structure=diamond, iterations=2)
+        assert np.array_equal(drop_slivers(mask, radius), expected)
+    with pytest.raises(ValueError, match="radius"):
+        diamond_closing(mask, 0)
+
+
 def test_share_near_bone_matches_the_distance_to_the_nearest_bone_voxel_centre():
     from scipy.spatial import cKDTree
 

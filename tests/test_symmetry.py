@@ -72,7 +72,7 @@ def test_mirror_implant_fills_a_one_sided_hole_from_the_other_side():
     assert symmetry.mirror_implant(skull.with_array((bone & ~both).astype(np.uint8)), local, centre, 26.0).sum() < 0.1 * hole.sum()
 
 
-def test_smooth_warp_moves_points_smoothly_and_turns_normals_with_the_surface():
+def test_warp_field_moves_points_smoothly_and_turns_normals_with_the_surface():
     rng = np.random.default_rng(0)
     theta, phi = rng.uniform(0, np.pi, 4000), rng.uniform(0, 2 * np.pi, 4000)
     normals = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], axis=1)

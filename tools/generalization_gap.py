@@ -10,8 +10,8 @@ frame jitter; shape warps off) and once without augmentation. For each group of 
 real SkullFix defects, training cases' pcc-made defects, the development cases' real defects) it prints
 the mean losses the trainer logs: the local stage's fine and coarse Chamfer distances and the global
 stage's Chamfer distance, in the networks' normalised frame units (pcc.geometry.frames). Equal losses on
-training and development pairs mean the networks learn shapes, not the training skulls: more skulls or
-shape warps then cannot help within the same training budget, while more capacity or more pairs can.
+training and development skulls say that a network does not fit its training skulls better than new
+ones: then more skull shapes are not what it lacks first, while more training or capacity may be.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def group_losses(model, cache: Path, entries: list[list[str]], pairs: int, augme
         for _ in range(pairs):
             pair = make_pair(case, model.sizes, rng, augment=augment)
             with torch.no_grad():
-                coarse, fine, normals = model.local_net(pair["local_input"][None])
+                prior = pair["local_prior"][None] if "local_prior" in pair else None
+                coarse, fine, normals = model.local_net(pair["local_input"][None], prior)
                 local = loss(coarse, fine, normals, pair["local_target"][None], pair["local_target_normals"][None])
                 global_coarse, _, _ = model.global_net(pair["global_input"][None])
                 global_loss, _, _ = chamfer_distance(global_coarse, pair["global_target"][None])

@@ -43,8 +43,8 @@ CROP_RADII = 1.6
 
 
 def crop_indices(points: np.ndarray, frame: Frame, n_points: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of n_points of the (N, 3) world-mm points within CROP_RADII of the frame's centre (drawn with
-    replacement when fewer are there; from the nearest points when fewer than 16 are)."""
+    """Indices of n_points of the (N, 3) world-mm points within CROP_RADII·frame.scale mm of the frame's centre
+    (drawn with replacement when fewer are there; from the nearest points when fewer than 16 are)."""
     distance = np.linalg.norm(frame.to_local(points), axis=1)
     inside = np.flatnonzero(distance < CROP_RADII)
     if len(inside) < 16:

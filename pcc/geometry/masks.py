@@ -7,8 +7,14 @@ components are the same, and labelling is the costly step on a 512×512×Z volum
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
+
+if TYPE_CHECKING:
+    from pcc.volume import Volume
 
 
 def bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,11 +93,18 @@ def radius_voxels(radius_mm: float, grid) -> int:
     return max(1, int(round(radius_mm / float(grid.spacing.min()))))
 
 
+def _check_radius(radius: int) -> None:
+    """Repeated operations need radius ≥ 1 (scipy repeats an operation until nothing changes for iterations < 1)."""
+    if radius < 1:
+        raise ValueError(f"the ball's radius must be at least 1 voxel, got {radius}")
+
+
 def diamond_closing(mask: np.ndarray, radius: int) -> np.ndarray:
     """Binary closing of a bool mask by the 6-connected ball (a diamond) of `radius` voxels.
 
     A diamond of radius r is r face-neighbour crosses added together, so r dilations by the cross then r
     erosions give the same voxels as one closing by the diamond, at a third of the cost for r = 3."""
+    _check_radius(radius)
     return ndimage.binary_closing(mask, structure=_structure(1), iterations=radius)
 
 
@@ -99,6 +112,7 @@ def drop_slivers(mask: np.ndarray, radius: int) -> np.ndarray:
     """The voxels of mask within 2·radius voxels of its opening by a 6-connected ball (a diamond) of `radius`
     voxels: parts thinner than the ball are kept only next to the thicker body (where an implant thins out at
     the rim). The diamond's opening and dilations are done as repeated ones by the face-neighbour cross."""
+    _check_radius(radius)
     body = ndimage.binary_opening(mask, structure=_structure(1), iterations=radius)
     return mask & ndimage.binary_dilation(body, structure=_structure(1), iterations=2 * radius)
 
@@ -126,19 +140,21 @@ def ball_offsets(directions: np.ndarray, radius_mm: float) -> np.ndarray:
     return offsets[np.linalg.norm(offsets @ directions, axis=1) <= radius_mm + half_diagonal]
 
 
-def near_mask(points: np.ndarray, grid, distance_mm: float) -> np.ndarray:
-    """(N,) bool: whether each world-mm point (N, 3) lies within distance_mm of the centre of a nonzero voxel
-    of grid (a Volume; voxels off the grid are not nonzero).
+def near_mask(points: np.ndarray, grid: Volume, distance_mm: float) -> np.ndarray:
+    """(N,) bool: whether each world-mm point (N, 3) lies within distance_mm (> 0) of the centre of a nonzero
+    voxel of grid (voxels off the grid are not nonzero). The same answer as a search among all nonzero
+    voxel centres, up to rounding of distances equal to distance_mm.
 
     On a grid with orthogonal axes, a point's nearest voxel centre of all is that of the voxel whose cell
     holds it, and its nearest nonzero voxel centre is a boundary voxel (one with a zero face neighbour)
     unless the point lies in that voxel's own cell (else the neighbour towards the point would be nearer).
     So a point in a nonzero voxel's cell is decided by the distance to that centre, and the others by a
-    search among the boundary voxels of the points' box widened by distance_mm; on a sheared grid, among
-    all its nonzero voxels.
+    search among the boundary voxels of the points' box widened by distance_mm (voxels on the box's faces
+    count as boundary: their outer neighbours are not looked at); on a sheared grid, among all its nonzero
+    voxels. The search stops at 2·distance_mm (any bound above distance_mm gives the same answer).
     """
-    from scipy.spatial import cKDTree
-
+    if not distance_mm > 0:
+        raise ValueError(f"distance_mm must be positive, got {distance_mm}")
     points = np.asarray(points, dtype=np.float64)
     near = np.zeros(len(points), dtype=bool)
     if not len(points):

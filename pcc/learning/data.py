@@ -345,16 +345,16 @@ def make_pair(case: CachedCase, sizes: SampleSizes, rng: np.random.Generator, *,
               warps: Warps = Warps()) -> dict[str, torch.Tensor]:
     """One training pair: global (whole skull → coarse implant) and local (crop [+ mirror image] → dense implant).
 
-    With warps.shape_mm > 0 one WarpField moves every cloud of the case alike; the normals are turned only
-    for the points the pair takes (the Jacobian is most of a warp's cost). With warps.prior_mm > 0 a second
-    one moves the mirror image alone."""
+    With warps.shape_mm > 0 one WarpField moves every cloud of the case alike; the normals of the skull, the
+    defective skull and the implant are turned only at the points the pair takes (the Jacobian is most of a
+    warp's cost), the mirror image's all. With warps.prior_mm > 0 a second one moves the mirror image alone."""
     clouds = [case.global_points, case.global_normals, case.skull_points, case.skull_normals, case.implant_points, case.implant_normals]
     with_prior = sizes.prior_input > 0
     if with_prior:
         if case.mirror_points is None:
             raise ValueError(f"case {case.name} has no mirror image cached: rebuild the cache (data.cache_dir)")
         clouds += [case.mirror_points, case.mirror_normals]
-    field = None
+    field: WarpField | None = None
     if augment:
         clouds = _augment(clouds, rng)
         if warps.shape_mm > 0:

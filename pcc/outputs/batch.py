@@ -14,6 +14,7 @@ only if some case needs it.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -166,15 +167,18 @@ def run_jobs(
     needs_model = [job for job in todo if overwrite or not resume or not job.output.is_file()]
     checked: dict[Path, Any] = {}
     if len(needs_model) == 1 and not keep_going:
-        # One case: read its input while the model loads in a thread (the import of torch and the file's
-        # decompression overlap); a bad input is reported as such, before any error of the model.
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            loading = pool.submit(model)
+        # One case: check its input (cheap) before loading the model, so a bad file is reported as such.
+        # Meanwhile a thread imports torch and the pipeline (most of the start-up), overlapping the file's
+        # decompression (and a CT's segmentation); the reader's modules are imported first, here, so the
+        # two threads do not import the same modules at once.
+        _import_reader(needs_model[0])
+        importer = threading.Thread(target=_import_pipeline, name="pcc-import-pipeline")
+        importer.start()
+        try:
             start = time.perf_counter()
             checked[needs_model[0].source] = (read_skull(needs_model[0]), time.perf_counter() - start)
-            loading.result()  # the model's error, if any, once the input is known to be good
+        finally:
+            importer.join()
     if needs_model:
         model()  # fail early (bad --model or --device) before any case
     report = RunReport.start(model=state["model"], device=device, command=command, options=options)
@@ -232,6 +236,25 @@ def run_jobs(
             raise RuntimeError(f"{len(failures)} case(s) failed: {names}")
         raise InputError(f"{len(failures)} case(s) had bad input and were not designed: {names} (see above)")
     return report
+
+
+def _import_reader(job: Job) -> None:
+    """Import the modules read_skull needs for this job."""
+    import pcc.io  # noqa: F401
+    import pcc.volume  # noqa: F401
+
+    if job.ct is not None:
+        import pcc.io.dicom  # noqa: F401
+        import pcc.toolkit.segment  # noqa: F401
+
+
+def _import_pipeline() -> None:
+    """Import torch and the design pipeline (run in a thread). An import error is left to the main thread,
+    whose own import of pcc.design raises it again with its message."""
+    try:
+        import pcc.design  # noqa: F401
+    except Exception:
+        pass
 
 
 def _design_or_error(job: Job, model, options: dict[str, Any], defective=None) -> dict[str, Any] | BaseException:
