@@ -89,6 +89,40 @@ def test_chamfer_matches_brute_force_and_backends_agree():
         assert torch.allclose(keops_loss, expected, atol=1e-5)
 
 
+def test_point_to_plane_loss_ignores_where_the_target_samples_fell_but_not_depth():
+    generator = torch.Generator().manual_seed(0)
+    def plane_sample(n: int) -> torch.Tensor:
+        """(1, n, 3) random points of the plane z = 0."""
+        points = torch.rand(1, n, 3, generator=generator)
+        points[..., 2] = 0.0
+        return points
+
+    target, on_plane = plane_sample(400), plane_sample(400)
+    target_normals = torch.zeros_like(target)
+    target_normals[..., 2] = 1.0
+    above = on_plane + torch.tensor([0.0, 0.0, 0.05])
+    coarse = on_plane[:, :50]
+    plain, planar = losses.CompletionLoss(backend="torch"), losses.CompletionLoss(backend="torch", plane_mix=1.0)
+
+    def parts(loss: losses.CompletionLoss, fine: torch.Tensor) -> dict[str, torch.Tensor]:
+        return loss(coarse, fine, target_normals[:, :400], target, target_normals)
+
+    def back(fine: torch.Tensor) -> torch.Tensor:
+        """Mean distance from each target point to its nearest predicted point."""
+        return torch.cdist(target, fine).min(dim=2).values.mean()
+
+    for fine in (on_plane, above):
+        a, b = parts(plain, fine), parts(planar, fine)
+        assert torch.equal(a["fine"], b["fine"])  # the logged Chamfer distance does not depend on plane_mix
+        assert torch.allclose(a["loss"], a["fine"] + 0.5 * a["coarse"] + 0.1 * a["normal"])
+        forward_part = b["loss"] - 0.5 * b["coarse"] - 0.1 * b["normal"] - back(fine)
+        depth = 0.0 if fine is on_plane else 0.05  # point to plane: the depth alone, not the sample spacing
+        assert abs(float(forward_part) - depth) < 1e-5
+    assert float(parts(plain, on_plane)["fine"] - back(on_plane)) > 0.01  # point to point: the spacing counts
+    with pytest.raises(ValueError, match="plane_mix"):
+        losses.CompletionLoss(plane_mix=1.5)
+
+
 def test_backend_falls_back_to_torch_when_pykeops_fails(monkeypatch):
     monkeypatch.setattr(losses, "pykeops_works", lambda: False)
     assert losses.choose_backend("auto", torch.device("cpu")) == "torch"

@@ -9,7 +9,9 @@ training and the held-out development cases) exactly as in training (pcc.learnin
 frame jitter; shape warps off) and once without augmentation. For each group of cases (training cases'
 real SkullFix defects, training cases' pcc-made defects, the development cases' real defects) it prints
 the mean losses the trainer logs: the local stage's fine and coarse Chamfer distances and the global
-stage's Chamfer distance, in the networks' normalised frame units (pcc.geometry.frames). Equal losses on
+stage's Chamfer distance, in the networks' normalised frame units (pcc.geometry.frames), and the fine
+distance's sampling floor: the Chamfer distance between two disjoint samples of the same implant surface
+(as many points as the training target), which even a perfect prediction scores. Equal losses on
 training and development skulls say that a network does not fit its training skulls better than new
 ones: then more skull shapes are not what it lacks first, while more training or capacity may be.
 """
@@ -28,17 +30,32 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pcc.design import load_model  # noqa: E402
+from pcc.geometry.frames import defect_frame  # noqa: E402
 from pcc.learning.data import load_case, make_pair  # noqa: E402
 from pcc.learning.losses import CompletionLoss, chamfer_distance  # noqa: E402
 
 
+def sampling_floor(implant_points: np.ndarray, n_points: int, rng: np.random.Generator) -> float:
+    """Chamfer distance between two disjoint random n_points-samples of an implant's surface points (world mm,
+    (N, 3)), in its defect frame: what a perfect prediction scores against a sampled target (fewer points
+    are drawn when the cloud holds fewer than 2·n_points)."""
+    frame = defect_frame(implant_points)
+    half = min(n_points, len(implant_points) // 2)
+    order = rng.permutation(len(implant_points))
+    first, second = (torch.from_numpy(frame.to_local(implant_points[part]).astype(np.float32))[None]
+                     for part in (order[:half], order[half : 2 * half]))
+    return chamfer_distance(first, second)[0].item()
+
+
 def group_losses(model, cache: Path, entries: list[list[str]], pairs: int, augment: bool) -> dict[str, float]:
-    """Mean fine, coarse and global Chamfer distances over `pairs` pairs of each cached case."""
+    """Mean fine, coarse and global Chamfer distances over `pairs` pairs of each cached case, and the mean
+    sampling floor of the fine distance (sampling_floor, one per case)."""
     loss = CompletionLoss(backend="torch")
-    totals = {"fine": [], "coarse": [], "global": []}
+    totals = {"fine": [], "coarse": [], "global": [], "floor": []}
     for number, (name, file) in enumerate(entries):
         case = load_case(cache / file, name)
         rng = np.random.default_rng([number, int(augment)])
+        totals["floor"].append(sampling_floor(case.implant_points, model.sizes.local_target, np.random.default_rng([number, 2])))
         for _ in range(pairs):
             pair = make_pair(case, model.sizes, rng, augment=augment)
             with torch.no_grad():
@@ -77,12 +94,12 @@ def main() -> int:
     lines = [f"python tools/generalization_gap.py --model {args.model or '(shipped weights)'} --cases {args.cases} "
              f"--pairs {args.pairs}",
              "Chamfer distances in normalised frame units (lower is better)",
-             f"{'cases':<28} {'pairs':>5} {'augmented':>9} {'local fine':>10} {'local coarse':>12} {'global':>8}"]
+             f"{'cases':<28} {'pairs':>5} {'augmented':>9} {'local fine':>10} {'fine floor':>10} {'local coarse':>12} {'global':>8}"]
     for augment in (False, True):
         for label, entries in groups.items():
             losses = group_losses(model, cache, entries, args.pairs, augment)
             lines.append(f"{label:<28} {len(entries) * args.pairs:>5} {'yes' if augment else 'no':>9} "
-                         f"{losses['fine']:>10.4f} {losses['coarse']:>12.4f} {losses['global']:>8.4f}")
+                         f"{losses['fine']:>10.4f} {losses['floor']:>10.4f} {losses['coarse']:>12.4f} {losses['global']:>8.4f}")
             print(lines[-1], flush=True)
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
