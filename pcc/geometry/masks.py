@@ -170,7 +170,8 @@ def near_mask(points: np.ndarray, grid: Volume, distance_mm: float) -> np.ndarra
         in_cell[in_cell] = box[tuple((index[in_cell] - lower).T)]
         offset = points[in_cell] - grid.index_to_world(index[in_cell])
         near[in_cell] = np.einsum("ij,ij->i", offset, offset) <= distance_mm * distance_mm
-        candidates = np.argwhere(box & ~_interior(box)) + lower
+        interior = ndimage.binary_erosion(box, structure=_structure(1))  # all six face neighbours in the box's mask
+        candidates = np.argwhere(box & ~interior) + lower
         searched = ~in_cell
     else:
         candidates, searched = np.argwhere(box) + lower, np.ones(len(points), dtype=bool)
@@ -178,21 +179,6 @@ def near_mask(points: np.ndarray, grid: Volume, distance_mm: float) -> np.ndarra
         distance, _ = cKDTree(grid.index_to_world(candidates)).query(points[searched], distance_upper_bound=2 * distance_mm)
         near[searched] = distance <= distance_mm
     return near
-
-
-def _interior(mask: np.ndarray) -> np.ndarray:
-    """The voxels of a 3-D bool mask whose six face neighbours are all in it (none on the array's faces)."""
-    interior = mask.copy()
-    for axis in range(3):
-        lower, upper = [slice(None)] * 3, [slice(None)] * 3
-        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
-        interior[tuple(lower)] &= mask[tuple(upper)]
-        interior[tuple(upper)] &= mask[tuple(lower)]
-        for end in (0, -1):
-            face = [slice(None)] * 3
-            face[axis] = end
-            interior[tuple(face)] = False
-    return interior
 
 
 __all__ = ["ball_offsets", "bounding_box", "box_slices", "diamond_closing", "drop_fragments", "drop_slivers", "index_reach",
