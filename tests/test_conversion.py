@@ -74,6 +74,15 @@ def test_round_trip_dice(grid, request):
     assert deep_cavity.sum() > 1000 and not result.mask()[deep_cavity].any()
 
 
+def test_splatting_batches_do_not_change_the_solid(shell, monkeypatch):
+    import pcc.geometry.voxelize as voxelize
+
+    cloud = volume_to_points(shell, 8000)
+    whole = points_to_volume(cloud, shell).array
+    monkeypatch.setattr(voxelize, "_CONTRIBUTIONS_PER_BATCH", 5_000)  # a few points per batch
+    assert np.array_equal(points_to_volume(cloud, shell).array, whole)
+
+
 def test_round_trip_without_normals_estimates_them(shell):
     cloud = volume_to_points(shell, 8000)
     result = points_to_volume(PointCloud(cloud.points), shell)

@@ -122,24 +122,6 @@ def drop_fragments(mask: np.ndarray) -> np.ndarray:
     return keep_large_components(mask, keep_fraction=0.1, connectivity=3)
 
 
-def index_reach(directions: np.ndarray, radius_mm: float) -> np.ndarray:
-    """(3,) index-space half extents (+1) of a world ball of radius_mm; directions: the grid's (3, 3) direction
-    rows in mm (row a of inv(Dᵀ) maps mm to index a)."""
-    return np.ceil(radius_mm * np.linalg.norm(np.linalg.inv(directions.T), axis=1)).astype(int) + 1
-
-
-def ball_offsets(directions: np.ndarray, radius_mm: float) -> np.ndarray:
-    """(K, 3) integer index offsets, around a point's nearest voxel, of every voxel whose centre can lie
-    within radius_mm of the point (radius_mm plus half a voxel diagonal: the point may sit anywhere in
-    its voxel). directions: the grid's (3, 3) direction rows in mm."""
-    reach = index_reach(directions, radius_mm)
-    grids = np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij")
-    offsets = np.stack([g.ravel() for g in grids], axis=1)
-    corners = np.stack(np.meshgrid(*[[-0.5, 0.5]] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
-    half_diagonal = float(np.linalg.norm(corners @ directions, axis=1).max())
-    return offsets[np.linalg.norm(offsets @ directions, axis=1) <= radius_mm + half_diagonal]
-
-
 def near_mask(points: np.ndarray, grid: Volume, distance_mm: float) -> np.ndarray:
     """(N,) bool: whether each world-mm point (N, 3) lies within distance_mm (> 0) of the centre of a nonzero
     voxel of grid (voxels off the grid are not nonzero). The same answer as a search among all nonzero
@@ -181,5 +163,5 @@ def near_mask(points: np.ndarray, grid: Volume, distance_mm: float) -> np.ndarra
     return near
 
 
-__all__ = ["ball_offsets", "bounding_box", "box_slices", "diamond_closing", "drop_fragments", "drop_slivers", "index_reach",
+__all__ = ["bounding_box", "box_slices", "diamond_closing", "drop_fragments", "drop_slivers",
            "keep_large_components", "label_components", "largest_component", "near_mask", "radius_voxels", "widened_box"]
