@@ -261,6 +261,8 @@ def local_thickness(mask: np.ndarray, spacing, *, levels_per_voxel: int = 2) -> 
     top = float(radius.max())
     level_step = s / levels_per_voxel
     reach = np.ceil(top / spacing).astype(int) + 1
+    # The feature transform's output, reused by every level (a fresh array each level costs as much again).
+    index_buffer = np.empty(3 * crop.size, np.int32)
     for level in np.arange(top, 0.0, -level_step):
         centres = radius >= level - 1e-9
         # A ball reaches at most `top` from its centre: only the box of the centres widened by that can be
@@ -271,9 +273,17 @@ def local_thickness(mask: np.ndarray, spacing, *, levels_per_voxel: int = 2) -> 
         todo = crop[sub] & (result[sub] < 2 * level)
         if not todo.any():
             continue
-        distance, indices = ndimage.distance_transform_edt(~centres[sub], sampling=spacing, return_indices=True)
-        nearest = radius[sub][tuple(indices[a][todo] for a in range(3))]
-        covered = distance[todo] <= nearest + 1e-9
+        shape = todo.shape
+        indices = index_buffer[: 3 * todo.size].reshape((3, *shape))
+        ndimage.distance_transform_edt(~centres[sub], sampling=spacing, return_distances=False,
+                                       return_indices=True, indices=indices)
+        # The distance to the nearest centre, for the voxels to do only (as scipy computes it for all).
+        voxels = np.nonzero(todo)
+        nearest_index = tuple(indices[a][voxels] for a in range(3))
+        squared = [((nearest_index[a] - voxels[a]).astype(np.float64) * spacing[a]) ** 2 for a in range(3)]
+        distance = np.sqrt(squared[0] + squared[1] + squared[2])
+        nearest = radius[sub][nearest_index]
+        covered = distance <= nearest + 1e-9
         values = result[sub][todo]
         values[covered] = np.maximum(values[covered], 2 * nearest[covered])
         result[sub][todo] = values
