@@ -11,6 +11,7 @@ from pcc.geometry.cloud import PointCloud
 from pcc.errors import InputError
 from pcc.io import read_cloud, write_cloud, write_mesh
 from pcc.geometry.surface import volume_to_mesh, volume_to_points
+import pcc.geometry.voxelize as voxelize
 from pcc.geometry.voxelize import points_to_volume
 from pcc.volume import Volume
 
@@ -75,11 +76,9 @@ def test_round_trip_dice(grid, request):
 
 
 def test_splatting_batches_do_not_change_the_solid(shell, monkeypatch):
-    import pcc.geometry.voxelize as voxelize
-
     cloud = volume_to_points(shell, 8000)
     whole = points_to_volume(cloud, shell).array
-    monkeypatch.setattr(voxelize, "_CONTRIBUTIONS_PER_BATCH", 5_000)  # a few points per batch
+    monkeypatch.setattr(voxelize, "_CONTRIBUTIONS_PER_BATCH", 5_000)  # about 50 points per batch, against one batch of all
     assert np.array_equal(points_to_volume(cloud, shell).array, whole)
 
 

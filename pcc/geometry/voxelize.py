@@ -26,8 +26,9 @@ from pcc.errors import InputError
 from pcc.volume import Volume
 
 # (point, voxel) pairs per splatting batch. Each batch's temporary arrays (about 30 bytes per pair) stay
-# small enough to be reused from the heap: at 8,000,000 pairs they were fresh pages every batch, and on
-# the example case the splat took twice as long (the sums are the same up to float64 rounding order).
+# below glibc malloc's mmap threshold (at most 32 MiB), so later batches reuse the heap's pages; at
+# 8,000,000 pairs the largest were fresh pages every batch, and on the example case the splat took about
+# twice as long. Batching changes only the order of the float64 additions.
 _CONTRIBUTIONS_PER_BATCH = 1_000_000
 # A region beyond the band whose minority share of votes exceeds this is treated as leaking.
 _MIXED = 0.02
@@ -58,7 +59,7 @@ def points_to_volume(cloud: PointCloud, like: Volume, *, neighbours: int = 8) ->
     radius = _kernel_radius(points, neighbours, min_mm=1.5 * float(like.spacing.max()))
     h = radius / 3.0  # measured: R/3 beats R/2 and R/4 at 1k–16k points (tools/bench_roundtrip.py)
 
-    reach = index_reach(like.directions, radius)
+    reach = _index_reach(like.directions, radius)
     index = like.world_to_index(points)
     shape = np.asarray(like.shape)
     # Points beyond the grid (by more than the kernel) cannot change it; the splatting box holds every
@@ -94,17 +95,18 @@ def _kernel_radius(points: np.ndarray, neighbours: int, *, min_mm: float) -> flo
     kth_mm = cKDTree(points).query(probe, k=k + 1)[0][:, -1]
     return max(float(np.quantile(kth_mm, 0.9)), min_mm)
 
-def index_reach(directions: np.ndarray, radius_mm: float) -> np.ndarray:
+
+def _index_reach(directions: np.ndarray, radius_mm: float) -> np.ndarray:
     """(3,) index-space half extents (+1) of a world ball of radius_mm; directions: the grid's (3, 3) direction
     rows in mm (row a of inv(Dᵀ) maps mm to index a)."""
     return np.ceil(radius_mm * np.linalg.norm(np.linalg.inv(directions.T), axis=1)).astype(int) + 1
 
 
-def ball_offsets(directions: np.ndarray, radius_mm: float) -> np.ndarray:
+def _ball_offsets(directions: np.ndarray, radius_mm: float) -> np.ndarray:
     """(K, 3) integer index offsets, around a point's nearest voxel, of every voxel whose centre can lie
     within radius_mm of the point (radius_mm plus half a voxel diagonal: the point may sit anywhere in
     its voxel). directions: the grid's (3, 3) direction rows in mm."""
-    reach = index_reach(directions, radius_mm)
+    reach = _index_reach(directions, radius_mm)
     grids = np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij")
     offsets = np.stack([g.ravel() for g in grids], axis=1)
     corners = np.stack(np.meshgrid(*[[-0.5, 0.5]] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
@@ -122,7 +124,7 @@ def _splat(
     h: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Σ w (x−p)·n and Σ w at every voxel of the box (index: the points' continuous box indices)."""
-    offsets = ball_offsets(directions, radius)
+    offsets = _ball_offsets(directions, radius)
     offsets_mm = (offsets @ directions).astype(np.float32)
     strides = np.array([box_shape[1] * box_shape[2], box_shape[2], 1], dtype=np.int64)
     offsets_flat = offsets @ strides

@@ -261,7 +261,7 @@ def local_thickness(mask: np.ndarray, spacing, *, levels_per_voxel: int = 2) -> 
     top = float(radius.max())
     level_step = s / levels_per_voxel
     reach = np.ceil(top / spacing).astype(int) + 1
-    # The feature transform's output, reused by every level (a fresh array each level costs as much again).
+    # The feature transform's output, one buffer for every level (not a fresh 3 × int32 array per level).
     index_buffer = np.empty(3 * crop.size, np.int32)
     for level in np.arange(top, 0.0, -level_step):
         centres = radius >= level - 1e-9
