@@ -44,7 +44,7 @@ def design_implant(
     skull = defective.mask()
     implant = np.zeros_like(skull)
     for search in range(settings.search_rounds):
-        searched = defective if search == 0 else defective.with_array((skull | implant).astype(np.uint8))
+        searched = defective if search == 0 else defective.with_array((skull | implant).view(np.uint8))
         later = search > 0
         cloud = implant_cloud(searched, model, settings=settings, timings=timings,
                               surface_step=settings.later_rounds_surface_step if later else 1, other_guesses=not later,
@@ -55,7 +55,7 @@ def design_implant(
         if found is None or not found.any():
             break
         implant |= found
-    return defective.with_array(implant.astype(np.uint8))
+    return defective.with_array(implant.view(np.uint8))  # bool → 0/1 without a copy
 
 
 def implant_cloud(defective: Volume, model: CompletionModel, *, settings: DesignSettings | None = None,

@@ -32,32 +32,38 @@ def implant_from_points(
     rim_closing_mm (closing radius) and sliver_mm. With cleanup=False the result is the voxelized
     points minus the skull (for ablations).
     """
-    from pcc.geometry.masks import bounding_box
-    from pcc.geometry.voxelize import points_to_volume
+    from pcc.geometry.masks import bounding_box, box_slices
+    from pcc.geometry.voxelize import points_to_solid_box
 
-    skull = defective.mask()
+    implant = np.zeros_like(defective.array, dtype=bool)  # the input's memory order (NRRD's: x fastest)
     if len(cloud) == 0:  # every predicted defect was intact bone
-        return np.zeros_like(skull)
+        return implant
     if settings.point_smoothing_mm > 0:
         cloud = smooth_points(cloud, settings.point_smoothing_mm)
-    solid = points_to_volume(cloud, defective, neighbours=settings.kernel_neighbours).mask()
+    # Everything below works on boxes of the grid: the voxelized points' box, then the clean-up's.
+    solid, solid_origin = points_to_solid_box(cloud, defective, neighbours=settings.kernel_neighbours)
     if not cleanup or not solid.any():
-        return solid & ~skull
+        box = box_slices(solid_origin, solid_origin + solid.shape)
+        implant[box] = solid & (np.asarray(defective.array[box]) == 0)
+        return implant
     radius = radius_voxels(settings.rim_closing_mm, defective)
     solid_lower, solid_upper = bounding_box(solid)
-    lower = np.maximum(np.asarray(solid_lower) - 2 * radius - 2, 0)
-    upper = np.minimum(np.asarray(solid_upper) + 2 * radius + 2, skull.shape)
-    box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
-    solid_box = within_reach(solid[box], cloud.points - lower @ defective.directions, defective, settings.implant_reach_mm)
+    lower = np.maximum(solid_origin + solid_lower - 2 * radius - 2, 0)
+    upper = np.minimum(solid_origin + solid_upper + 2 * radius + 2, defective.shape)
+    box = box_slices(lower, upper)
+    skull = np.asarray(defective.array[box]) != 0
+    solid_box = np.zeros(skull.shape, dtype=bool)  # the voxelized solid, moved to the clean-up's box
+    inner_lower, inner_upper = np.maximum(solid_origin, lower), np.minimum(solid_origin + solid.shape, upper)
+    solid_box[box_slices(inner_lower - lower, inner_upper - lower)] = solid[box_slices(inner_lower - solid_origin,
+                                                                                        inner_upper - solid_origin)]
+    solid_box = within_reach(solid_box, cloud.points - lower @ defective.directions, defective, settings.implant_reach_mm)
     # The network's points are noisy at the sub-millimetre scale: smooth the solid before joining it to bone.
     sigma = settings.surface_smoothing_mm / np.asarray(defective.spacing)
     solid_box = ndimage.gaussian_filter(solid_box.astype(np.float32), sigma) > 0.5
-    union = np.pad(solid_box | skull[box], radius)
+    union = np.pad(solid_box | skull, radius)
     closed = diamond_closing(union, radius)[tuple(slice(radius, -radius) for _ in range(3))]
-    implant_box = ndimage.binary_fill_holes(closed & ~skull[box]) & ~skull[box]
-    implant_box = drop_fragments(drop_slivers(implant_box, radius_voxels(settings.sliver_mm, defective)))
-    implant = np.zeros_like(skull)
-    implant[box] = implant_box
+    implant_box = ndimage.binary_fill_holes(closed & ~skull) & ~skull
+    implant[box] = drop_fragments(drop_slivers(implant_box, radius_voxels(settings.sliver_mm, defective)))
     return implant
 
 

@@ -140,13 +140,13 @@ def _index_space_surface(volume: Volume, step: int, *, smoothing: float = 0.0) -
     """
     from skimage.measure import marching_cubes
 
-    mask = volume.mask()
-    if not mask.any():
+    array = np.asarray(volume.array)
+    if not array.any():
         raise InputError("the volume is empty (no nonzero voxel): there is no surface to convert")
-    lower, upper = bounding_box(mask)
+    lower, upper = bounding_box(array)
     pad = 1 + int(np.ceil(3 * smoothing))
     crop = np.zeros(tuple(hi - lo + 2 * pad for lo, hi in zip(lower, upper)), dtype=np.float32)
-    crop[pad:-pad, pad:-pad, pad:-pad] = mask[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))]
+    crop[pad:-pad, pad:-pad, pad:-pad] = array[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))] != 0
     if smoothing > 0:
         from scipy import ndimage
 

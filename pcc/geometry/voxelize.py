@@ -22,6 +22,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from pcc.geometry.cloud import PointCloud
+from pcc.geometry.masks import box_slices
 from pcc.errors import InputError
 from pcc.volume import Volume
 
@@ -47,6 +48,16 @@ def points_to_volume(cloud: PointCloud, like: Volume, *, neighbours: int = 8) ->
     Returns:
         A uint8 0/1 Volume on like's grid.
     """
+    solid, lower = points_to_solid_box(cloud, like, neighbours=neighbours)
+    result = np.zeros(like.shape, dtype=np.uint8, order="F")  # NRRD's order: written without a copy
+    result[box_slices(lower, lower + solid.shape)] = solid
+    return like.with_array(result)
+
+
+def points_to_solid_box(cloud: PointCloud, like: Volume, *, neighbours: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """points_to_volume's solid on the part of like's grid that the cloud's kernels reach, without a
+    grid-sized array: (solid, lower), solid a bool (X, Y, Z) array of that box, lower its first voxel's
+    (3,) int index. Every solid voxel of points_to_volume lies in the box; the box may be empty."""
     if len(cloud) < 4:
         raise InputError(f"the cloud has {len(cloud)} points; at least 4 are needed to bound a solid")
     if not np.all(np.isfinite(cloud.points)):
@@ -66,7 +77,7 @@ def points_to_volume(cloud: PointCloud, like: Volume, *, neighbours: int = 8) ->
     # ball of the rest, so no bounds check is needed per contribution.
     on_grid = np.all((index > -reach - 0.5) & (index < shape + reach - 0.5), axis=1)
     if not on_grid.any():
-        return like.with_array(np.zeros(like.shape, dtype=np.uint8, order="F"))
+        return np.zeros((0, 0, 0), dtype=bool), np.zeros(3, dtype=int)
     points, normals, index = points[on_grid], normals[on_grid], index[on_grid]
     lower = np.rint(index.min(axis=0)).astype(int) - reach
     upper = np.rint(index.max(axis=0)).astype(int) + reach + 1
@@ -76,14 +87,9 @@ def points_to_volume(cloud: PointCloud, like: Volume, *, neighbours: int = 8) ->
     band = weight > 0
     solid = band & (value < 0)
     solid |= _inside_regions_beyond_band(band, solid, like.spacing)
-    # Copy the part of the box that lies on the grid.
-    result = np.zeros(like.shape, dtype=np.uint8, order="F")  # NRRD's order: written without a copy
-    grid_lo, grid_hi = np.maximum(lower, 0), np.minimum(upper, shape)
-    if np.all(grid_hi > grid_lo):
-        result[tuple(slice(a, b) for a, b in zip(grid_lo, grid_hi))] = solid[
-            tuple(slice(a, b) for a, b in zip(grid_lo - lower, grid_hi - lower))
-        ]
-    return like.with_array(result)
+    # The part of the splatting box that lies on the grid (they overlap: every point left is near the grid).
+    grid_lower, grid_upper = np.maximum(lower, 0), np.minimum(upper, shape)
+    return solid[box_slices(grid_lower - lower, grid_upper - lower)], grid_lower
 
 
 def _kernel_radius(points: np.ndarray, neighbours: int, *, min_mm: float) -> float:
