@@ -36,25 +36,25 @@ def solid_mask(implant: Volume, *, clearance_mm: float = 0.0, defective: Volume 
     `defective` is given (a fitting gap at the rim), everywhere otherwise. Then the largest
     6-connected component is kept.
     """
-    mask = implant.mask()
-    if not mask.any():
+    array = np.asarray(implant.array)
+    if not array.any():
         raise InputError("the implant is empty (no voxel is 1): there is nothing to print")
     if clearance_mm < 0 or not np.isfinite(clearance_mm):
         raise InputError(f"the clearance must be a finite number of mm ≥ 0, got {clearance_mm}")
-    lower, upper = bounding_box(mask)
+    lower, upper = bounding_box(array)
     pad = 2
     if clearance_mm > 0:
         pad += int(np.ceil(clearance_mm / float(implant.spacing.min()))) + 2
     lower = np.maximum(lower - pad, 0)
-    upper = np.minimum(upper + pad, mask.shape)
+    upper = np.minimum(upper + pad, array.shape)
     box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
-    crop = ndimage.binary_fill_holes(mask[box])
+    crop = ndimage.binary_fill_holes(array[box] != 0)
     if clearance_mm > 0:
         step = float(np.cbrt(implant.voxel_volume))
         if defective is not None:
             if not defective.same_grid(implant):
                 raise InputError("the defective skull and the implant are on different grids: give volumes on one grid")
-            away = ~defective.mask()[box]
+            away = np.asarray(defective.array[box]) == 0
         else:
             away = crop
         # distance from each voxel centre to the nearest skull (or outside) voxel centre, in mm;
@@ -65,7 +65,7 @@ def solid_mask(implant: Volume, *, clearance_mm: float = 0.0, defective: Volume 
         if not crop.any():
             raise InputError(f"a clearance of {clearance_mm} mm removes the whole implant: use a smaller --clearance")
     crop = largest_component(crop, connectivity=1)  # face-connected: one surface
-    out = np.zeros(mask.shape, bool)
+    out = np.zeros_like(array, dtype=bool)
     out[box] = crop
     return out
 
@@ -168,7 +168,7 @@ def check_printable(mesh, implant: Volume, *, solid: np.ndarray | None = None) -
     """
     solid = implant.mask() if solid is None else solid
     target = float(solid.sum()) * implant.voxel_volume
-    lower, upper = voxel_world_box(implant.with_array(solid.astype(np.uint8)))
+    lower, upper = voxel_world_box(implant.with_array(solid.view(np.uint8)))
     bbox_error = float(max(np.abs(mesh.bounds[0] - lower).max(), np.abs(mesh.bounds[1] - upper).max()))
     components = int(mesh.body_count)
     result = {
@@ -190,9 +190,9 @@ def check_printable(mesh, implant: Volume, *, solid: np.ndarray | None = None) -
 
 def voxel_world_box(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
     """World-mm (lower, upper) corners of the box around every nonzero voxel (voxels as cells)."""
-    mask = volume.mask()
-    lower, upper = bounding_box(mask)
-    crop = np.pad(mask[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))], 1)
+    array = np.asarray(volume.array)
+    lower, upper = bounding_box(array)
+    crop = np.pad(array[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))] != 0, 1)
     # only voxels on the mask's boundary can be extreme
     boundary = crop & ~ndimage.binary_erosion(crop, structure=_SIX)
     centres = volume.index_to_world(np.argwhere(boundary) + (lower - 1))
@@ -226,8 +226,9 @@ def thickness_report(implant: Volume, *, mesh=None, solid: np.ndarray | None = N
     voxel volume), mesh_volume_mm3 and voxels. `solid`: solid_mask(implant) when the caller has it.
     """
     solid = solid_mask(implant) if solid is None else solid
-    thickness = local_thickness(solid, implant.spacing)
-    values = thickness[solid]
+    lower, upper = bounding_box(solid)
+    crop = solid[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))]  # the same voxels in the same order
+    values = local_thickness(crop, implant.spacing)[crop]
     mesh = printable_mesh(implant) if mesh is None else mesh
     return {
         "thickness_min_mm": float(values.min()),
