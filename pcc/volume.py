@@ -112,7 +112,11 @@ def require_binary(volume: Volume, name: object = "the volume") -> Volume:
     if array.dtype.kind == "f" and array.size and not np.isfinite(array.min() + array.max()):  # NaN propagates
         raise InputError(f"{name} contains NaN or infinite values; pcc needs a binary 0/1 mask")
     count = np.count_nonzero(array)
-    if array.dtype != bool and count != np.count_nonzero(array == 1):  # fast whole-array passes
+    if array.dtype.kind in "iu":  # integers are 0/1 when they lie in [0, 1] (whole-array passes, no temporary)
+        binary = not array.size or (array.min() >= 0 and array.max() <= 1)
+    else:
+        binary = array.dtype == bool or count == np.count_nonzero(array == 1)
+    if not binary:
         raise InputError(f"{name} is not binary (values other than 0 and 1); threshold it to a 0/1 mask first")
     if count == 0:
         raise InputError(f"{name} is empty (no voxel is 1); give a binary mask of the skull or implant")
