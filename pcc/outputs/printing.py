@@ -168,7 +168,7 @@ def check_printable(mesh, implant: Volume, *, solid: np.ndarray | None = None) -
     """
     solid = implant.mask() if solid is None else solid
     target = float(solid.sum()) * implant.voxel_volume
-    lower, upper = voxel_world_box(implant.with_array(solid.view(np.uint8)))
+    lower, upper = voxel_world_box(implant.with_array(solid))  # any dtype: voxel_world_box reads nonzero voxels
     bbox_error = float(max(np.abs(mesh.bounds[0] - lower).max(), np.abs(mesh.bounds[1] - upper).max()))
     components = int(mesh.body_count)
     result = {
