@@ -103,7 +103,7 @@ def printable_mesh(
     raw = trimesh.Trimesh(vertices, faces.astype(np.int64), process=True)
     raw = _single_solid(raw)
     target = float(solid.sum()) * implant.voxel_volume
-    box_lower, box_upper = voxel_world_box(implant.with_array(solid.astype(np.uint8)))
+    box_lower, box_upper = voxel_world_box(implant.with_array(solid))
     voxel = float(implant.spacing.max())
     iterations = int(smoothing_iterations)
     while True:
