@@ -96,9 +96,10 @@ class Volume:
             and np.allclose(self.origin, other.origin, atol=tol_mm)
         )
 
-    def mask(self) -> np.ndarray:
-        """The array as a boolean mask (nonzero = inside)."""
-        return np.asarray(self.array != 0)
+    def mask(self, box: tuple[slice, ...] | None = None) -> np.ndarray:
+        """The array as a boolean mask (nonzero = inside); of the index box `box` only when given
+        (e.g. pcc.geometry.masks.box_slices(lower, upper)), without a grid-sized temporary."""
+        return np.asarray((self.array if box is None else self.array[box]) != 0)
 
 
 def require_binary(volume: Volume, name: object = "the volume") -> Volume:

@@ -44,18 +44,17 @@ def implant_from_points(
     solid, solid_origin = points_to_solid_box(cloud, defective, neighbours=settings.kernel_neighbours)
     if not cleanup or not solid.any():
         box = box_slices(solid_origin, solid_origin + solid.shape)
-        implant[box] = solid & (np.asarray(defective.array[box]) == 0)
+        implant[box] = solid & ~defective.mask(box)
         return implant
     radius = radius_voxels(settings.rim_closing_mm, defective)
     solid_lower, solid_upper = bounding_box(solid)
     lower = np.maximum(solid_origin + solid_lower - 2 * radius - 2, 0)
     upper = np.minimum(solid_origin + solid_upper + 2 * radius + 2, defective.shape)
     box = box_slices(lower, upper)
-    skull = np.asarray(defective.array[box]) != 0
-    solid_box = np.zeros(skull.shape, dtype=bool)  # the voxelized solid, moved to the clean-up's box
-    inner_lower, inner_upper = np.maximum(solid_origin, lower), np.minimum(solid_origin + solid.shape, upper)
-    solid_box[box_slices(inner_lower - lower, inner_upper - lower)] = solid[box_slices(inner_lower - solid_origin,
-                                                                                        inner_upper - solid_origin)]
+    skull = defective.mask(box)
+    solid_box = np.zeros(skull.shape, dtype=bool)  # the voxelized solid's bounding box, moved into the clean-up's
+    solid_box[box_slices(solid_origin + solid_lower - lower, solid_origin + solid_upper - lower)] = \
+        solid[box_slices(solid_lower, solid_upper)]
     solid_box = within_reach(solid_box, cloud.points - lower @ defective.directions, defective, settings.implant_reach_mm)
     # The network's points are noisy at the sub-millimetre scale: smooth the solid before joining it to bone.
     sigma = settings.surface_smoothing_mm / np.asarray(defective.spacing)

@@ -377,7 +377,7 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
     voxels = int(np.count_nonzero(implant.array))
     # The implant's own box: the checks below need no grid-sized array.
     box = box_slices(*bounding_box(implant.array)) if voxels else (slice(0, 0),) * 3
-    mask = np.asarray(implant.array[box]) != 0
+    mask = implant.mask(box)
     record: dict[str, Any] = {
         "case": job.name,
         "input": str(job.source),
@@ -390,7 +390,7 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
     negligible = no_defect_warning(implant, defective, settings)
     if negligible is not None:
         warnings.append(negligible + (" (the implant is empty: no STL written)" if voxels == 0 else ""))
-    if voxels and np.any(mask & (np.asarray(defective.array[box]) != 0)):
+    if voxels and np.any(mask & defective.mask(box)):
         warnings.append("the implant overlaps the defective skull")
     mesh = solid = None
     if voxels and (job.stl is not None or job.preview is not None or with_thickness):

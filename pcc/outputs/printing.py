@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from pcc.errors import InputError
-from pcc.geometry.masks import bounding_box, largest_component
+from pcc.geometry.masks import bounding_box, box_slices, largest_component
 from pcc.volume import Volume
 
 VOLUME_TOLERANCE = 0.02
@@ -47,14 +47,14 @@ def solid_mask(implant: Volume, *, clearance_mm: float = 0.0, defective: Volume 
         pad += int(np.ceil(clearance_mm / float(implant.spacing.min()))) + 2
     lower = np.maximum(lower - pad, 0)
     upper = np.minimum(upper + pad, array.shape)
-    box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
-    crop = ndimage.binary_fill_holes(array[box] != 0)
+    box = box_slices(lower, upper)
+    crop = ndimage.binary_fill_holes(implant.mask(box))
     if clearance_mm > 0:
         step = float(np.cbrt(implant.voxel_volume))
         if defective is not None:
             if not defective.same_grid(implant):
                 raise InputError("the defective skull and the implant are on different grids: give volumes on one grid")
-            away = np.asarray(defective.array[box]) == 0
+            away = ~defective.mask(box)
         else:
             away = crop
         # distance from each voxel centre to the nearest skull (or outside) voxel centre, in mm;
@@ -190,9 +190,8 @@ def check_printable(mesh, implant: Volume, *, solid: np.ndarray | None = None) -
 
 def voxel_world_box(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
     """World-mm (lower, upper) corners of the box around every nonzero voxel (voxels as cells)."""
-    array = np.asarray(volume.array)
-    lower, upper = bounding_box(array)
-    crop = np.pad(array[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))] != 0, 1)
+    lower, upper = bounding_box(volume.array)
+    crop = np.pad(volume.mask(box_slices(lower, upper)), 1)
     # only voxels on the mask's boundary can be extreme
     boundary = crop & ~ndimage.binary_erosion(crop, structure=_SIX)
     centres = volume.index_to_world(np.argwhere(boundary) + (lower - 1))
@@ -226,8 +225,7 @@ def thickness_report(implant: Volume, *, mesh=None, solid: np.ndarray | None = N
     voxel volume), mesh_volume_mm3 and voxels. `solid`: solid_mask(implant) when the caller has it.
     """
     solid = solid_mask(implant) if solid is None else solid
-    lower, upper = bounding_box(solid)
-    crop = solid[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))]  # the same voxels in the same order
+    crop = solid[box_slices(*bounding_box(solid))]  # the same voxels in the same order
     values = local_thickness(crop, implant.spacing)[crop]
     mesh = printable_mesh(implant) if mesh is None else mesh
     return {
