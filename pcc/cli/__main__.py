@@ -1,5 +1,3 @@
-import sys
+from pcc.cli import run
 
-from pcc.cli import main
-
-sys.exit(main())
+run()
