@@ -8,7 +8,9 @@ For each case (default: the bundled example case), in one run of this script:
   plain   `pcc implant CASE -o implant.nrrd` as a fresh process (interpreter start-up, imports, model
           load, design, write: what a user waits for);
   full    the same with `--stl implant.stl --report run.json`;
-each repeated --repeats times (the fastest run counts: the others were disturbed by the machine).
+each repeated --repeats times (the fastest run counts: the others were disturbed by the machine; the
+floor is measured before and after each round's commands). This process reads and writes with the
+pcc command's NumPy settings (pcc.cli: transparent huge pages off).
 It prints each command's seconds and ratio to the floor, the peak resident memory of each command's
 process, and where the full command's time went (start-up = wall time − the report's case total; the
 stages from the report's timings). --folder DIR also runs `pcc implant DIR -o OUT --report` once and
@@ -29,6 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+import pcc.cli  # noqa: E402,F401  (before NumPy: this process reads and writes with the pcc command's NumPy settings)
 
 
 def run_command(args: list[str]) -> tuple[float, float]:
@@ -85,6 +89,7 @@ def main() -> None:
                 fulls.append(wall)
                 peaks.append(peak)
                 reports.append((wall, json.loads((work / "run.json").read_text())))
+                floors.append(io_floor(case, work / "floor.nrrd"))  # twice per round: the floor is the fastest
             floor, plain, full = min(floors), min(plains), min(fulls)
             wall, report = min(reports, key=lambda item: item[0])
             timings = report["cases"][0]["timings_s"]

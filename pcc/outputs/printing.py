@@ -240,53 +240,44 @@ def thickness_report(implant: Volume, *, mesh=None, solid: np.ndarray | None = N
     }
 
 
-def local_thickness(mask: np.ndarray, spacing, *, levels_per_voxel: int = 2) -> np.ndarray:
-    """Local thickness (mm) of each voxel of a bool mask; 0 outside.
+def local_thickness(mask: np.ndarray, spacing, *, batch: int = 4_000_000) -> np.ndarray:
+    """Local thickness (mm) of each voxel of a bool (X, Y, Z) mask with `spacing` mm per axis; 0 outside.
 
     Each voxel p is the centre of an inscribed ball of radius r(p) = d(p) − s/4, d being the
     distance to the nearest outside voxel centre and s the mean voxel size (so a slab of n voxels
-    reads n·s ± s/2). A voxel's thickness is 2·max r(p) over the balls that contain it. Radii are
-    swept from large to small in steps of s/levels_per_voxel; at each level, the nearest centre
-    with r ≥ level (from one distance transform with indices) is tested with its exact radius.
+    reads n·s ± s/2). A voxel's thickness is 2·max r(p) over the balls that contain it, computed
+    exactly: a ball that lies inside a neighbour's ball (d(p) + |p − q| ≤ d(q)) can raise no voxel's
+    figure and is skipped; the others are painted smallest first, so the largest ball covering a voxel
+    writes it last. batch bounds the (centre, offset) pairs painted at once.
     """
     spacing = np.asarray(spacing, dtype=np.float64)
     s = float(np.cbrt(np.prod(spacing)))
     lower, upper = bounding_box(mask)
     box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
-    crop = np.pad(mask[box], 1)
-    radius = ndimage.distance_transform_edt(crop, sampling=spacing) - s / 4.0
-    radius[~crop] = 0.0
-    result = np.zeros(crop.shape, np.float32)
-    top = float(radius.max())
-    level_step = s / levels_per_voxel
-    reach = np.ceil(top / spacing).astype(int) + 1
-    # The feature transform's output, one buffer for every level (not a fresh 3 × int32 array per level).
-    index_buffer = np.empty(3 * crop.size, np.int32)
-    for level in np.arange(top, 0.0, -level_step):
-        centres = radius >= level - 1e-9
-        # A ball reaches at most `top` from its centre: only the box of the centres widened by that can be
-        # covered at this level, and it holds every centre, so its distance transform finds the same ones.
-        centre_lower, centre_upper = bounding_box(centres)
-        sub = tuple(slice(lo, hi) for lo, hi in zip(np.maximum(centre_lower - reach, 0),
-                                                    np.minimum(centre_upper + reach, crop.shape)))
-        todo = crop[sub] & (result[sub] < 2 * level)
-        if not todo.any():
+    crop = np.pad(mask[box], 1)  # a rim of outside voxels: no ball reaches past it
+    distance = ndimage.distance_transform_edt(crop, sampling=spacing)
+    centre = crop.copy()
+    inner = (slice(1, -1),) * 3
+    for step in np.argwhere(np.ones((3, 3, 3), bool)) - 1:
+        if not step.any():
             continue
-        shape = todo.shape
-        indices = index_buffer[: 3 * todo.size].reshape((3, *shape))
-        ndimage.distance_transform_edt(~centres[sub], sampling=spacing, return_distances=False,
-                                       return_indices=True, indices=indices)
-        # The distance to the nearest centre, for the voxels to do only (as scipy computes it for all).
-        voxels = np.nonzero(todo)
-        nearest_index = tuple(indices[a][voxels] for a in range(3))
-        squared = [((nearest_index[a] - voxels[a]).astype(np.float64) * spacing[a]) ** 2 for a in range(3)]
-        distance = np.sqrt(squared[0] + squared[1] + squared[2])
-        nearest = radius[sub][nearest_index]
-        covered = distance <= nearest + 1e-9
-        values = result[sub][todo]
-        values[covered] = np.maximum(values[covered], 2 * nearest[covered])
-        result[sub][todo] = values
-    np.maximum(result, 2 * radius, out=result, where=crop)  # every voxel lies in its own ball
+        neighbour = tuple(slice(1 + a, crop.shape[i] - 1 + a) for i, a in enumerate(step))
+        contained = distance[inner] + float(np.linalg.norm(step * spacing)) <= distance[neighbour] + 1e-9
+        centre[inner] &= ~contained
+    radius = distance[centre] - s / 4.0
+    order = np.argsort(radius, kind="stable")
+    radius = radius[order]
+    flat_centre = np.ravel_multi_index(np.nonzero(centre), crop.shape)[order]
+    strides = np.array([crop.shape[1] * crop.shape[2], crop.shape[2], 1])  # of the flat C-order result
+    result = np.zeros(crop.size, np.float32)
+    values, starts = np.unique(radius, return_index=True)
+    for value, first, last in zip(values, starts, np.append(starts[1:], len(radius))):
+        reach = np.floor(value / spacing + 1e-9).astype(int)
+        grid = np.stack(np.meshgrid(*(np.arange(-k, k + 1) for k in reach), indexing="ij"), axis=-1).reshape(-1, 3)
+        offsets = grid[((grid * spacing) ** 2).sum(axis=1) <= value**2 + 1e-9] @ strides
+        per_batch = max(1, batch // len(offsets))
+        for chunk in range(first, last, per_batch):
+            result[(flat_centre[chunk : min(chunk + per_batch, last), None] + offsets).ravel()] = 2 * value
     out = np.zeros(mask.shape, np.float32)
-    out[box] = result[1:-1, 1:-1, 1:-1]
+    out[box] = result.reshape(crop.shape)[inner]  # every ball lies inside (r < d): nothing painted outside
     return out
