@@ -66,7 +66,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _implant(args: argparse.Namespace) -> None:
     from pcc.outputs.batch import CtInput, Job, plan_folder, run_jobs, select_part
     from pcc.io import is_volume_path
-    from pcc.design import resolve_device
 
     source = Path(args.input)
     if args.series is not None and not args.ct:
@@ -94,6 +93,8 @@ def _implant(args: argparse.Namespace) -> None:
         jobs = select_part(jobs, args.num_parts, args.part_id)
         if args.workers < 1:
             raise InputError(f"--workers must be at least 1, got {args.workers}")
+        from pcc.design import resolve_device
+
         resolve_device(args.device)  # a bad --device before any folder is made
         for folder in (out_dir, _path(args.stl), _path(args.preview)):
             if folder is not None:
@@ -119,7 +120,8 @@ def _implant(args: argparse.Namespace) -> None:
                 check_output(path, source)
                 if not path.lower().endswith(suffix):
                     raise InputError(f"{path}: the {option} output must end in {suffix}")
-        resolve_device(args.device)
+        # --device is checked when the model loads, after the input is read and before anything is written:
+        # checking it here would import torch now instead of in run_jobs' thread beside the reading.
         jobs = [Job(source, output, _path(args.stl), _path(args.preview), ct=ct)]
         keep_going, resume = False, False  # one file: always (re)design it, as asked
     run_jobs(
