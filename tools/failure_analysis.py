@@ -1,0 +1,88 @@
+"""Where a defect class's wrong voxels lie: one row per development-split case of one pcc defect shape.
+
+    python tools/failure_analysis.py [--shape frontoorbital] [--model PATH] [--out docs/failure_analysis_frontoorbital_cpu.txt]
+
+The defects are cut as tools/bench_robustness.py cuts them (same seed, case name and shape, so the
+rows match its CSV), the implant designed with the given weights (default: shipped). Per case:
+DSC; the true and the predicted implant's volume, and the volumes predicted outside the truth (false
+positive) and missed (false negative), cm³; the network's predicted points' distance to the true
+implant's surface (median and 90th percentile, mm: how scattered the points are); the 95th percentile
+of the half thickness (distance to the nearest outside voxel centre, mm) of the true implant, of the
+predicted one and of the skull's bone within 10 voxels of the truth (how thin the bone is there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import zlib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import pcc.cli  # noqa: E402,F401  (before NumPy: the pcc command's NumPy settings)
+
+import numpy as np  # noqa: E402
+from scipy import ndimage  # noqa: E402
+from scipy.spatial import cKDTree  # noqa: E402
+
+from pcc.design import design_implant, load_model  # noqa: E402
+from pcc.design.implant import implant_cloud  # noqa: E402
+from pcc.io import read_volume  # noqa: E402
+from pcc.learning.data import case_names, default_validation_split  # noqa: E402
+from pcc.toolkit.defects import SHAPES, make_defect  # noqa: E402
+from pcc.toolkit.metrics import score_case  # noqa: E402
+
+DEFAULT_ROOT = REPO.parent / "shared" / "data" / "skullfix" / "training_set"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=str(DEFAULT_ROOT), help="folder with complete_skull/ (SkullFix training set)")
+    parser.add_argument("--shape", default="frontoorbital", choices=SHAPES)
+    parser.add_argument("--model", default=None, help="checkpoint (.ckpt) or exported weights (default: shipped)")
+    parser.add_argument("--seed", type=int, default=0, help="as tools/bench_robustness.py --seed")
+    parser.add_argument("--out", default=None, help="also write the printed table to this file")
+    args = parser.parse_args()
+
+    root = Path(args.root)
+    model = load_model(args.model)
+    lines = [f"{args.shape} defects of the development split, weights {args.model or 'shipped'}; "
+             f"python tools/failure_analysis.py {' '.join(sys.argv[1:])}",
+             "case    DSC  truth cm³  predicted cm³  false pos. cm³  missed cm³ | points to true surface mm: "
+             "median  p90 | half thickness p95 mm: truth  predicted  bone near the hole"]
+    print("\n".join(lines), flush=True)
+    for name in default_validation_split(case_names(root)):
+        complete = read_volume(root / "complete_skull" / name)
+        rng = np.random.default_rng([args.seed, zlib.crc32(f"{name}/{args.shape}".encode())])
+        defective_array, truth = make_defect(complete, shape=args.shape, rng=rng)
+        defective = complete.with_array(defective_array.astype(np.uint8))
+        predicted = design_implant(defective, model).mask()
+        points = implant_cloud(defective, model).points
+        dsc = score_case(predicted, truth, defective.mask(), defective.spacing).dsc
+        cm3 = defective.voxel_volume / 1000
+        near = np.argwhere(truth | predicted)
+        lower, upper = np.maximum(near.min(axis=0) - 20, 0), near.max(axis=0) + 20
+        box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
+        true_box, predicted_box, bone_box = truth[box], predicted[box], defective_array[box] > 0
+        surface = true_box & ~ndimage.binary_erosion(true_box)
+        distance, _ = cKDTree(defective.index_to_world(np.argwhere(surface) + lower)).query(points)
+
+        def half_thickness_p95(mask: np.ndarray, where: np.ndarray) -> float:
+            return float(np.percentile(ndimage.distance_transform_edt(mask, sampling=defective.spacing)[where], 95))
+
+        bone_near = ndimage.binary_dilation(true_box, iterations=10) & bone_box
+        lines.append(
+            f"{name[:-5]:>4} {dsc:6.3f} {true_box.sum() * cm3:10.1f} {predicted_box.sum() * cm3:14.1f} "
+            f"{(predicted_box & ~true_box).sum() * cm3:15.1f} {(true_box & ~predicted_box).sum() * cm3:11.1f} | "
+            f"{np.median(distance):33.2f} {np.percentile(distance, 90):4.2f} | "
+            f"{half_thickness_p95(true_box, true_box):27.2f} {half_thickness_p95(predicted_box, predicted_box):10.2f} "
+            f"{half_thickness_p95(bone_box, bone_near):19.2f}")
+        print(lines[-1], flush=True)
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
