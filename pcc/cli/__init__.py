@@ -15,7 +15,7 @@ from collections.abc import Sequence
 # NumPy asks Linux for transparent huge pages on every array of 4 MB or more (madvise). Where the
 # kernel is slow to provide them, first use of fresh memory costs several times more: on the 2-core
 # development VM, 800 MB of new arrays took 2.3-5.6 s with huge pages and 0.4-0.7 s without, and one
-# `pcc implant` on the example case 7.9-9.1 s against 6.3-6.7 s (docs/benchmarks.md, Speed). NumPy
+# `pcc implant` on the example case 6.4-9.1 s against 5.9-6.7 s (docs/benchmarks.md, Speed). NumPy
 # reads the variable when it is imported, so it is set before anything imports it; a value the user
 # set is kept (NUMPY_MADVISE_HUGEPAGE=1 restores NumPy's default). Results do not depend on it.
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
