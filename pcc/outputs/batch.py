@@ -13,6 +13,7 @@ only if some case needs it.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import threading
 import time
@@ -171,14 +172,16 @@ def run_jobs(
         # Meanwhile a thread imports torch and the pipeline (most of the start-up), overlapping the file's
         # decompression (and a CT's segmentation); the reader's modules are imported first, here, so the
         # two threads do not import the same modules at once.
-        _import_reader(needs_model[0])
-        importer = threading.Thread(target=_import_pipeline, name="pcc-import-pipeline")
-        importer.start()
+        single = needs_model[0]
+        _import_reader(single)
+        importer = _import_in_background(*DESIGN_MODULES)
         try:
             start = time.perf_counter()
-            checked[needs_model[0].source] = (read_skull(needs_model[0]), time.perf_counter() - start)
+            checked[single.source] = (read_skull(single), time.perf_counter() - start)
         finally:
             importer.join()
+        if single.stl is not None or single.preview is not None or report_path is not None:
+            _import_in_background("trimesh")  # the mesh's library (0.4 s of imports) beside the design
     if needs_model:
         model()  # fail early (bad --model or --device) before any case
     report = RunReport.start(model=state["model"], device=device, command=command, options=options)
@@ -248,13 +251,27 @@ def _import_reader(job: Job) -> None:
         import pcc.toolkit.segment  # noqa: F401
 
 
-def _import_pipeline() -> None:
-    """Import torch and the design pipeline (run in a thread). An import error is left to the main thread,
-    whose own import of pcc.design raises it again with its message."""
-    try:
-        import pcc.design  # noqa: F401
-    except Exception:
-        pass
+# What design_implant imports, torch included, also the modules it imports only when it first runs:
+# with these loaded, the main thread imports nothing while trimesh is imported beside the design (two
+# threads importing the same modules at once could meet a half-initialised module).
+DESIGN_MODULES = ("pcc.design", "pcc.geometry.surface", "pcc.geometry.voxelize", "skimage.measure")
+
+
+def _import_in_background(*modules: str) -> threading.Thread:
+    """Start importing modules in a thread (modules the main thread needs later: its own import waits
+    there for this one to finish). An import error is left to the main thread, whose own import
+    raises it again with its message."""
+
+    def run() -> None:
+        try:
+            for module in modules:
+                importlib.import_module(module)
+        except Exception:
+            pass
+
+    thread = threading.Thread(target=run, name=f"pcc-import-{modules[0]}", daemon=True)
+    thread.start()
+    return thread
 
 
 def _design_or_error(job: Job, model, options: dict[str, Any], defective=None) -> dict[str, Any] | BaseException:
