@@ -115,18 +115,30 @@ def _local_thickness_by_every_ball(mask: np.ndarray, spacing: np.ndarray) -> np.
 
 
 def test_local_thickness_equals_the_largest_ball_of_every_voxel():
-    # A plate thickening from 2 to 6 voxels with a knob on it, on an anisotropic grid: balls of many
-    # sizes, the knob's reaching over the plate.
+    # A plate thickening from 2 to 6 voxels with a knob on it, on an anisotropic grid, touching the
+    # array's border: balls of many sizes, the knob's reaching over the plate.
     spacing = np.array([0.45, 0.5, 0.7])
     mask = np.zeros((26, 14, 14), bool)
-    for x in range(2, 24):
-        mask[x, 2:12, 2 : 4 + (x - 2) // 5] = True
+    for x in range(0, 24):
+        mask[x, 0:12, 2 : 4 + x // 5] = True
     grid = np.stack(np.meshgrid(*(np.arange(n) for n in mask.shape), indexing="ij"), axis=-1)
     mask |= np.linalg.norm((grid - [18, 7, 7]) * spacing, axis=-1) <= 2.4
     reference = _local_thickness_by_every_ball(mask, spacing)
     assert np.allclose(local_thickness(mask, spacing), reference, atol=1e-5)
     assert np.allclose(local_thickness(mask, spacing, batch=50), reference, atol=1e-5)  # many small batches
     assert len(np.unique(reference[mask])) > 5
+
+
+def test_local_thickness_on_a_grid_finer_than_a_quarter_voxel_along_one_axis():
+    # spacing (0.1, 1, 1): s/4 = 0.25 mm > 0.1 mm, so voxels one step from the outside along x have
+    # r = d - s/4 < 0 and hold no ball; they read 0 unless a deeper ball covers them.
+    spacing = np.array([0.1, 1.0, 1.0])
+    mask = np.zeros((12, 8, 8), bool)
+    mask[2:4, 1:7, 1:7] = True  # two voxels thin along x: every ball has radius below 0
+    mask[5:11, 2:6, 2:6] = True  # six voxels along x: some balls of positive radius
+    reference = _local_thickness_by_every_ball(mask, spacing)
+    assert np.allclose(local_thickness(mask, spacing), reference, atol=1e-5)
+    assert (reference[2:4] == 0).all() and reference[5:11].max() > 0
 
 
 def test_voxel_world_box_of_one_voxel():

@@ -10,7 +10,7 @@ For each case (default: the bundled example case), in one run of this script:
   full    the same with `--stl implant.stl --report run.json`;
 each repeated --repeats times (the fastest run counts: the others were disturbed by the machine; the
 floor is measured before and after each round's commands). This process reads and writes with the
-pcc command's NumPy settings (pcc.cli: transparent huge pages off).
+pcc command's NumPy settings (pcc.cli.numpy_memory_settings: transparent huge pages off).
 It prints each command's seconds and ratio to the floor, the peak resident memory of each command's
 process, and where the full command's time went (start-up = wall time − the report's case total; the
 stages from the report's timings). --folder DIR also runs `pcc implant DIR -o OUT --report` once and
@@ -32,7 +32,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import pcc.cli  # noqa: E402,F401  (before NumPy: this process reads and writes with the pcc command's NumPy settings)
+from pcc.cli import numpy_memory_settings  # noqa: E402
+
+numpy_memory_settings()  # before NumPy is imported: this process reads and writes as the pcc command does
 
 
 def run_command(args: list[str]) -> tuple[float, float]:

@@ -5,8 +5,9 @@
 The defects are cut as tools/bench_robustness.py cuts them (same seed, case name and shape, so the
 rows match its CSV), the implant designed with the given weights (default: shipped). Per case:
 DSC; the true and the predicted implant's volume, and the volumes predicted outside the truth (false
-positive) and missed (false negative), cm³; the network's predicted points' distance to the true
-implant's surface (median and 90th percentile, mm: how scattered the points are); the 95th percentile
+positive) and missed (false negative), cm³; the distance of the points the networks predict in the
+first search (pcc.design.implant.implant_cloud, run again for them) to the true implant's surface
+(median and 90th percentile, mm: how scattered the points are); the 95th percentile
 of the half thickness (distance to the nearest outside voxel centre, mm) of the true implant, of the
 predicted one and of the skull's bone within 10 voxels of the truth (how thin the bone is there).
 """
@@ -21,7 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import pcc.cli  # noqa: E402,F401  (before NumPy: the pcc command's NumPy settings)
+from pcc.cli import numpy_memory_settings  # noqa: E402
+
+numpy_memory_settings()  # before NumPy is imported, as the pcc command does
 
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
@@ -68,20 +71,22 @@ def main() -> None:
         true_box, predicted_box, bone_box = truth[box], predicted[box], defective_array[box] > 0
         surface = true_box & ~ndimage.binary_erosion(true_box)
         distance, _ = cKDTree(defective.index_to_world(np.argwhere(surface) + lower)).query(points)
-
-        def half_thickness_p95(mask: np.ndarray, where: np.ndarray) -> float:
-            return float(np.percentile(ndimage.distance_transform_edt(mask, sampling=defective.spacing)[where], 95))
-
         bone_near = ndimage.binary_dilation(true_box, iterations=10) & bone_box
+        thickness = [half_thickness_p95(mask, where, defective.spacing)
+                     for mask, where in ((true_box, true_box), (predicted_box, predicted_box), (bone_box, bone_near))]
         lines.append(
-            f"{name[:-5]:>4} {dsc:6.3f} {true_box.sum() * cm3:10.1f} {predicted_box.sum() * cm3:14.1f} "
+            f"{Path(name).stem:>4} {dsc:6.3f} {true_box.sum() * cm3:10.1f} {predicted_box.sum() * cm3:14.1f} "
             f"{(predicted_box & ~true_box).sum() * cm3:15.1f} {(true_box & ~predicted_box).sum() * cm3:11.1f} | "
             f"{np.median(distance):33.2f} {np.percentile(distance, 90):4.2f} | "
-            f"{half_thickness_p95(true_box, true_box):27.2f} {half_thickness_p95(predicted_box, predicted_box):10.2f} "
-            f"{half_thickness_p95(bone_box, bone_near):19.2f}")
+            f"{thickness[0]:27.2f} {thickness[1]:10.2f} {thickness[2]:19.2f}")
         print(lines[-1], flush=True)
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
+
+
+def half_thickness_p95(mask: np.ndarray, where: np.ndarray, spacing: np.ndarray) -> float:
+    """95th percentile (mm) over the voxels `where` of the distance to mask's nearest outside voxel centre."""
+    return float(np.percentile(ndimage.distance_transform_edt(mask, sampling=spacing)[where], 95))
 
 
 if __name__ == "__main__":

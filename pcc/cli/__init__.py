@@ -11,17 +11,10 @@ import gc
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-# NumPy asks Linux for transparent huge pages on every array of 4 MB or more (madvise). Where the
-# kernel is slow to provide them, first use of fresh memory costs several times more: on the 2-core
-# development VM, 800 MB of new arrays took 2.3-5.6 s with huge pages and 0.4-0.7 s without, and one
-# `pcc implant` on the example case 6.4-9.1 s against 5.9-6.7 s (docs/benchmarks.md, Speed). NumPy
-# reads the variable when it is imported, so it is set before anything imports it; a value the user
-# set is kept (NUMPY_MADVISE_HUGEPAGE=1 restores NumPy's default). Results do not depend on it.
-os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
-
-from pcc import __version__  # noqa: E402
-from pcc.errors import InputError  # noqa: E402
+from pcc import __version__
+from pcc.errors import InputError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,13 +79,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _guarded(lambda: args.run(args))
 
 
-def run() -> None:
-    """The `pcc` console script: main(), then exit with its status. What is left in memory (torch's
-    many objects) is frozen first, so that the interpreter's last garbage collection at exit does not
-    walk it: 0.55 s → 0.15 s from the command's end to its exit on the 2-core development CPU."""
+def run() -> NoReturn:
+    """The `pcc` console script: main() with NumPy's memory settings (numpy_memory_settings), then exit
+    with its status. What is left in memory (torch's many objects) is frozen first, so that the
+    interpreter's last garbage collection at exit does not walk it: 0.55 s → 0.15 s from the command's
+    end to its exit on the 2-core development CPU."""
+    numpy_memory_settings()
     status = main()
     gc.freeze()
     sys.exit(status)
+
+
+def numpy_memory_settings() -> None:
+    """Turn NumPy's transparent huge pages off unless the user chose (NUMPY_MADVISE_HUGEPAGE); call it
+    before NumPy is imported, which reads the variable.
+
+    NumPy asks Linux for huge pages for every array of 4 MB or more. Where the kernel is slow to
+    provide them, first use of fresh memory costs several times more: on the 2-core development VM,
+    800 MB of new arrays took 2.3–5.6 s with huge pages and 0.4–0.7 s without, and `pcc implant` on the
+    example case 6.4–9.1 s against 5.9–6.7 s (docs/benchmarks.md, Speed). Results do not depend on it;
+    NUMPY_MADVISE_HUGEPAGE=1 restores NumPy's default.
+    """
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 
 def _train_help(train_cli) -> int:
@@ -114,9 +122,9 @@ def _train_help(train_cli) -> int:
     return 0
 
 
-def _guarded(run) -> int:
+def _guarded(command) -> int:
     try:
-        status = run()
+        status = command()
     except InputError as error:
         sys.stderr.write(f"pcc: error: {error}\n")
         return 2
@@ -130,6 +138,3 @@ def _guarded(run) -> int:
         return 1
     return int(status or 0)
 
-
-if __name__ == "__main__":
-    run()

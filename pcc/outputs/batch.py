@@ -13,11 +13,11 @@ only if some case needs it.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,23 +167,23 @@ def run_jobs(
     todo = [job for job in jobs if overwrite or not resume or not job.finished()]
     needs_model = [job for job in todo if overwrite or not resume or not job.output.is_file()]
     checked: dict[Path, Any] = {}
-    if len(needs_model) == 1 and not keep_going:
+    single = needs_model[0] if len(needs_model) == 1 and not keep_going else None
+    if single is not None:
         # One case: check its input (cheap) before loading the model, so a bad file is reported as such.
         # Meanwhile a thread imports torch and the pipeline (most of the start-up), overlapping the file's
-        # decompression (and a CT's segmentation); the reader's modules are imported first, here, so the
-        # two threads do not import the same modules at once.
-        single = needs_model[0]
+        # decompression (and a CT's segmentation); pcc's reader modules are imported first, here, so the
+        # two threads share none of pcc's modules (the file formats' libraries load during the reading).
         _import_reader(single)
-        importer = _import_in_background(*DESIGN_MODULES)
+        importer = _in_background(_import_design)
         try:
             start = time.perf_counter()
             checked[single.source] = (read_skull(single), time.perf_counter() - start)
         finally:
             importer.join()
-        if single.stl is not None or single.preview is not None or report_path is not None:
-            _import_in_background("trimesh")  # the mesh's library (0.4 s of imports) beside the design
     if needs_model:
         model()  # fail early (bad --model or --device) before any case
+    if single is not None and _builds_mesh(single, with_thickness=report_path is not None):
+        _in_background(_import_mesh)  # the mesh's library (0.4 s of imports) beside the design
     report = RunReport.start(model=state["model"], device=device, command=command, options=options)
     if state["model"] is not None:
         report.header["model_load_s"] = round(state["load_s"], 3)
@@ -251,27 +251,39 @@ def _import_reader(job: Job) -> None:
         import pcc.toolkit.segment  # noqa: F401
 
 
-# What design_implant imports, torch included, also the modules it imports only when it first runs:
-# with these loaded, the main thread imports nothing while trimesh is imported beside the design (two
-# threads importing the same modules at once could meet a half-initialised module).
-DESIGN_MODULES = ("pcc.design", "pcc.geometry.surface", "pcc.geometry.voxelize", "skimage.measure")
+def _import_design() -> None:
+    """Import design_implant's modules, torch included, and those it imports only when it first runs, so
+    that during the design the main thread imports nothing the mesh's import thread could be importing."""
+    import pcc.design  # noqa: F401
+    import pcc.geometry.surface  # noqa: F401
+    import pcc.geometry.voxelize  # noqa: F401
+    from skimage.measure import marching_cubes  # noqa: F401  (scikit-image loads it on first use)
 
 
-def _import_in_background(*modules: str) -> threading.Thread:
-    """Start importing modules in a thread (modules the main thread needs later: its own import waits
+def _import_mesh() -> None:
+    """Import the printable mesh's library."""
+    import trimesh  # noqa: F401
+
+
+def _in_background(imports: Callable[[], None]) -> threading.Thread:
+    """Run an import function in a thread (modules the main thread needs later: its own import waits
     there for this one to finish). An import error is left to the main thread, whose own import
     raises it again with its message."""
 
     def run() -> None:
         try:
-            for module in modules:
-                importlib.import_module(module)
+            imports()
         except Exception:
             pass
 
-    thread = threading.Thread(target=run, name=f"pcc-import-{modules[0]}", daemon=True)
+    thread = threading.Thread(target=run, name=f"pcc{imports.__name__}", daemon=True)
     thread.start()
     return thread
+
+
+def _builds_mesh(job: Job, *, with_thickness: bool) -> bool:
+    """Whether design_case builds the printable mesh for this job (for its STL, preview or thickness figure)."""
+    return job.stl is not None or job.preview is not None or with_thickness
 
 
 def _design_or_error(job: Job, model, options: dict[str, Any], defective=None) -> dict[str, Any] | BaseException:
@@ -410,7 +422,7 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
     if voxels and np.any(mask & defective.mask(box)):
         warnings.append("the implant overlaps the defective skull")
     mesh = solid = None
-    if voxels and (job.stl is not None or job.preview is not None or with_thickness):
+    if voxels and _builds_mesh(job, with_thickness=with_thickness):
         from pcc.geometry.masks import largest_component
         from pcc.outputs.printing import check_printable, printable_mesh, solid_mask, write_stl
 
