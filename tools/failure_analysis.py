@@ -32,6 +32,7 @@ from scipy.spatial import cKDTree  # noqa: E402
 
 from pcc.design import design_implant, load_model  # noqa: E402
 from pcc.design.implant import implant_cloud  # noqa: E402
+from pcc.geometry.masks import bounding_box, box_slices  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
 from pcc.learning.data import case_names, default_validation_split  # noqa: E402
 from pcc.toolkit.defects import SHAPES, make_defect  # noqa: E402
@@ -65,9 +66,9 @@ def main() -> None:
         points = implant_cloud(defective, model).points
         dsc = score_case(predicted, truth, defective.mask(), defective.spacing).dsc
         cm3 = defective.voxel_volume / 1000
-        near = np.argwhere(truth | predicted)
-        lower, upper = np.maximum(near.min(axis=0) - 20, 0), near.max(axis=0) + 20
-        box = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
+        first, end = bounding_box(truth | predicted)
+        lower, upper = np.maximum(first - 20, 0), end + 19  # 20 voxels around the implants, either side
+        box = box_slices(lower, upper)
         true_box, predicted_box, bone_box = truth[box], predicted[box], defective_array[box] > 0
         surface = true_box & ~ndimage.binary_erosion(true_box)
         distance, _ = cKDTree(defective.index_to_world(np.argwhere(surface) + lower)).query(points)
