@@ -200,7 +200,7 @@ def test_unwritable_output_folder_as_root(tmp_path, case, monkeypatch):
 @pytest.mark.parametrize("given, expected", [(None, "0 False"), ("1", "1 False")])
 def test_command_line_turns_numpy_huge_pages_off_unless_the_user_chose(given, expected):
     """The console script sets NUMPY_MADVISE_HUGEPAGE=0 before anything imports NumPy (slow first use of
-    memory on some VMs; pcc.cli.numpy_memory_settings), and keeps a value the user set."""
+    memory on some VMs; pcc.cli.memory_settings), and keeps a value the user set."""
     env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
     if given is not None:
         env["NUMPY_MADVISE_HUGEPAGE"] = given
@@ -209,3 +209,36 @@ def test_command_line_turns_numpy_huge_pages_off_unless_the_user_chose(given, ex
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("user_set, keep, calls", [
+    (None, True, [(-3, 2**30), (-1, 2**31 - 1), (-2, 2**28)]),  # mmap threshold, trim threshold, top pad
+    ("GLIBC_TUNABLES", True, []),
+    ("MALLOC_TOP_PAD_", True, []),
+    (None, False, []),
+])
+def test_memory_settings_tune_glibc_malloc_unless_the_user_did(monkeypatch, user_set, keep, calls):
+    """pcc.cli.memory_settings asks glibc's malloc (mallopt) to keep freed memory for reuse, unless the user
+    tuned malloc through its environment variables or the caller opts out (pcc train)."""
+    import ctypes
+
+    import pcc.cli as cli
+
+    made: list[tuple[int, int]] = []
+
+    class FakeLibc:
+        def __init__(self, name):
+            assert name is None
+
+        def mallopt(self, option, value):
+            made.append((option, value))
+            return 1
+
+    for name in ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"):
+        monkeypatch.delenv(name, raising=False)
+    if user_set is not None:
+        monkeypatch.setenv(user_set, "1")
+    monkeypatch.setattr(cli, "_glibc", lambda: True)
+    monkeypatch.setattr(ctypes, "CDLL", FakeLibc)
+    cli.memory_settings(keep_freed_memory=keep)
+    assert made == calls

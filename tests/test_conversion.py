@@ -57,6 +57,27 @@ def test_points_spread_evenly():
     assert gap.max() < 2.0 * mean_spacing  # no holes much larger than the mean spacing
 
 
+@pytest.mark.parametrize("step", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(29, 30, 31), (30, 31, 29)])
+def test_surface_at_a_step_is_skimages_marching_cubes_at_that_step(step, shape):
+    """The network's surface (no smoothing) marches over every step-th sample of the padded box only; its
+    vertices and faces are those of scikit-image's marching cubes at that step over the whole padded box."""
+    from skimage.measure import marching_cubes
+
+    from pcc.geometry.surface import _index_space_surface
+
+    mask = ball(shape, radius=11.0) & ~ball(shape, radius=7.5).astype(bool)
+    mask[:, :, :12] = 0  # a rim where the step's samples cut across it
+    volume = Volume(mask.astype(np.uint8), np.diag([0.5, 0.5, 0.6]), np.zeros(3))
+    vertices, faces = _index_space_surface(volume, step)
+    lower = np.argwhere(mask).min(axis=0)
+    upper = np.argwhere(mask).max(axis=0) + 1
+    padded = np.pad(mask[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))].astype(np.float32), 1)
+    expected, expected_faces, _, _ = marching_cubes(padded, level=0.5, step_size=step, allow_degenerate=True)
+    assert np.array_equal(vertices, expected + (lower - 1).astype(np.float32))
+    assert np.array_equal(faces, np.ascontiguousarray(expected_faces[:, ::-1]))
+
+
 def test_points_rejects_bad_count(shell):
     with pytest.raises(InputError):
         volume_to_points(shell, 0)

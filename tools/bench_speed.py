@@ -4,13 +4,13 @@
 
 For each case (default: the bundled example case), in one run of this script:
   floor   reading the input with pcc.io.read_volume and writing a same-size volume with
-          pcc.io.write_volume (gzip NRRD, as pcc writes its implants), in this process;
+          pcc.io.write_volume (gzip NRRD, as pcc writes its implants), timed in a fresh process with the
+          pcc command's memory settings (pcc.cli.memory_settings);
   plain   `pcc implant CASE -o implant.nrrd` as a fresh process (interpreter start-up, imports, model
           load, design, write: what a user waits for);
   full    the same with `--stl implant.stl --report run.json`;
 each repeated --repeats times (the fastest run counts: the others were disturbed by the machine; the
-floor is measured before and after each round's commands). This process reads and writes with the
-pcc command's NumPy settings (pcc.cli.numpy_memory_settings: transparent huge pages off).
+floor is measured before and after each round's commands).
 It prints each command's seconds and ratio to the floor, the peak resident memory of each command's
 process, and where the full command's time went (start-up = wall time − the report's case total; the
 stages from the report's timings). --folder DIR also runs `pcc implant DIR -o OUT --report` once and
@@ -32,10 +32,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pcc.cli import numpy_memory_settings  # noqa: E402
-
-numpy_memory_settings()  # before NumPy is imported: this process reads and writes as the pcc command does
-
 
 def run_command(args: list[str]) -> tuple[float, float]:
     """(wall seconds, peak resident GiB) of one child process running `python -m pcc.cli ARGS`."""
@@ -52,13 +48,15 @@ def run_command(args: list[str]) -> tuple[float, float]:
 
 
 def io_floor(case: Path, out: Path) -> float:
-    """Seconds to read the case and write a same-size uint8 volume the way pcc writes implants."""
-    from pcc.io import read_volume, write_volume
-
-    start = time.perf_counter()
-    volume = read_volume(case)
-    write_volume(out, volume.with_array(volume.mask().astype("uint8")))
-    return time.perf_counter() - start
+    """Seconds to read the case and write a same-size uint8 volume the way pcc writes implants, timed in a
+    fresh child process with the pcc command's memory settings (a fresh process's memory, as the command has;
+    interpreter start-up and imports not counted)."""
+    probe = (f"import sys, time; sys.path.insert(0, {str(REPO)!r}); from pcc.cli import memory_settings; memory_settings(); "
+             "from pcc.io import read_volume, write_volume; start = time.perf_counter(); "
+             "volume = read_volume(sys.argv[1]); write_volume(sys.argv[2], volume.with_array(volume.mask().astype('uint8'))); "
+             "print(time.perf_counter() - start)")
+    result = subprocess.run([sys.executable, "-c", probe, str(case), str(out)], capture_output=True, text=True, check=True)
+    return float(result.stdout)
 
 
 def main() -> None:

@@ -22,9 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pcc.cli import numpy_memory_settings  # noqa: E402
+from pcc.cli import memory_settings  # noqa: E402
 
-numpy_memory_settings()  # before NumPy is imported, as the pcc command does
+memory_settings()  # before NumPy is imported, as the pcc command does
 
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402

@@ -80,27 +80,49 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> NoReturn:
-    """The `pcc` console script: main() with NumPy's memory settings (numpy_memory_settings), then exit
-    with its status. What is left in memory (torch's many objects) is frozen first, so that the
-    interpreter's last garbage collection at exit does not walk it: 0.55 s → 0.15 s from the command's
-    end to its exit on the 2-core development CPU."""
-    numpy_memory_settings()
+    """The `pcc` console script: main() with pcc's memory settings (memory_settings), then exit with its
+    status. What is left in memory (torch's many objects) is frozen first, so that the interpreter's last
+    garbage collection at exit does not walk it: 0.55 s → 0.15 s from the command's end to its exit on
+    the 2-core development CPU."""
+    memory_settings(keep_freed_memory=sys.argv[1:2] != ["train"])
     status = main()
     gc.freeze()
     sys.exit(status)
 
 
-def numpy_memory_settings() -> None:
-    """Turn NumPy's transparent huge pages off unless the user chose (NUMPY_MADVISE_HUGEPAGE); call it
-    before NumPy is imported, which reads the variable.
+def memory_settings(*, keep_freed_memory: bool = True) -> None:
+    """Memory settings for speed where first use of fresh memory is slow (the development VM); results do
+    not depend on them. Call before NumPy is imported. Each applies unless the user set its variables.
 
-    NumPy asks Linux for huge pages for every array of 4 MB or more. Where the kernel is slow to
-    provide them, first use of fresh memory costs several times more: on the 2-core development VM,
-    800 MB of new arrays took 2.3–5.6 s with huge pages and 0.4–0.7 s without, and `pcc implant` on the
-    example case 6.4–9.1 s against 5.9–6.7 s (docs/benchmarks.md, Speed). Results do not depend on it;
-    NUMPY_MADVISE_HUGEPAGE=1 restores NumPy's default.
+    - NumPy's transparent huge pages off (NUMPY_MADVISE_HUGEPAGE=0). NumPy asks Linux for huge pages for
+      every array of 4 MB or more; on the development VM, 800 MB of new arrays took 2.3–5.6 s with them
+      and 0.4–0.7 s without. NUMPY_MADVISE_HUGEPAGE=1 restores NumPy's default.
+    - keep_freed_memory: glibc's malloc serves arrays below 1 GiB from its heap and keeps freed memory
+      for the next array (mallopt: mmap threshold 1 GiB, trim threshold 2 GiB, top pad 256 MiB), instead
+      of mapping fresh pages for each large array and returning them when it is freed. The peak memory is
+      the same (live arrays); the memory is returned at exit. Not for `pcc train` (not measured there);
+      only with glibc; skipped when MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_ or
+      GLIBC_TUNABLES is set. Figures of both: docs/benchmarks.md, Speed.
     """
     os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+    user_tuned = any(name in os.environ for name in
+                     ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES"))
+    if not keep_freed_memory or user_tuned or not _glibc():
+        return
+    import ctypes
+
+    mallopt = ctypes.CDLL(None).mallopt
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # glibc's malloc.h
+    for option, value in ((m_mmap_threshold, 2**30), (m_trim_threshold, 2**31 - 1), (m_top_pad, 2**28)):
+        mallopt(option, value)
+
+
+def _glibc() -> bool:
+    """Whether this process runs on glibc (whose malloc memory_settings tunes)."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (ValueError, OSError, AttributeError):
+        return False
 
 
 def _train_help(train_cli) -> int:

@@ -32,8 +32,8 @@ def design_implant(
         settings: the pipeline's settings; None takes those the model's weights carry (model.settings).
             search_rounds searches for defects: each after the first runs on the skull completed with
             the implant found so far, so a defect the global stage passed over (the second side of a
-            bilateral defect) is found once the first is filled. The later searches sample its surface
-            at later_rounds_surface_step, use only the most central global guess (predict_implant_cloud's
+            bilateral defect) is found once the first is filled. The first search samples the skull's
+            surface at first_round_surface_step; the later ones at later_rounds_surface_step, use only the most central global guess (predict_implant_cloud's
             other_guesses: False) and later_rounds_intact_bone_mm.
         timings: filled with seconds per stage (cloud, network, voxelize_cleanup; summed over rounds) when given.
         cleanup: join to the rim and drop fragments (False only for ablations).
@@ -47,7 +47,8 @@ def design_implant(
         searched = defective if search == 0 else defective.with_array((skull | implant).view(np.uint8))
         later = search > 0
         cloud = implant_cloud(searched, model, settings=settings, timings=timings,
-                              surface_step=settings.later_rounds_surface_step if later else 1, other_guesses=not later,
+                              surface_step=settings.later_rounds_surface_step if later else settings.first_round_surface_step,
+                              other_guesses=not later,
                               intact_bone_mm=settings.later_rounds_intact_bone_mm if later else settings.intact_bone_mm)
         start = time.perf_counter()
         found = implant_from_points(cloud, searched, settings=settings, cleanup=cleanup) if len(cloud) else None

@@ -99,7 +99,8 @@ def within_reach(mask: np.ndarray, points: np.ndarray, grid: Volume, distance_mm
     """The voxels of mask (on grid's geometry, index 0 at grid's origin) whose centres lie within
     distance_mm of some world-mm point."""
     voxels = np.argwhere(mask)
-    distance, _ = cKDTree(points).query(grid.index_to_world(voxels), distance_upper_bound=distance_mm)
+    # Two threads: the query of every voxel of the solid is this function's cost (same answer on any count).
+    distance, _ = cKDTree(points).query(grid.index_to_world(voxels), distance_upper_bound=distance_mm, workers=2)
     kept = np.zeros_like(mask)
     kept[tuple(voxels[np.isfinite(distance)].T)] = True
     return kept

@@ -19,7 +19,7 @@ import numpy as np
 
 from pcc.geometry.cloud import PointCloud
 from pcc.errors import InputError
-from pcc.geometry.masks import bounding_box
+from pcc.geometry.masks import bounding_box, box_slices
 from pcc.volume import Volume
 
 SMOOTHING_VOXELS = 0.8
@@ -80,9 +80,7 @@ def volume_to_points(
     if n_points < 1:
         raise InputError(f"the point count must be at least 1, got {n_points}")
     vertices, faces = _index_space_surface(volume, step, smoothing=smoothing_voxels)
-    # Morton order of the faces (see sample_mesh); index-space vertices are half-integers, so cells
-    # of 0.5 voxel give one exact cell per vertex.
-    faces = faces[np.argsort(_morton_codes(vertices, cell=0.5)[faces[:, 0]], kind="stable")]
+    # Each face's area and normal, in marching-cubes order (scan order: the vertex look-ups stay local).
     # Work in index space (float32 is exact for half-integers) and map only what is needed to world
     # mm: for x_world = M x_index, cross(M u, M v) = det(M) M^-T cross(u, v).
     a, b, c = (vertices[faces[:, i]] for i in range(3))
@@ -90,7 +88,11 @@ def volume_to_points(
     cofactor = (np.linalg.det(matrix) * np.linalg.inv(matrix).T).astype(np.float32)
     world_cross = np.cross(b - a, c - a) @ cofactor.T
     doubled_areas = np.sqrt(np.einsum("ij,ij->i", world_cross, world_cross))
-    chosen, u, v = _stratified_choice(doubled_areas, n_points, seed)
+    # The strata follow the Morton order of the faces (see sample_mesh); index-space vertices are
+    # half-integers, so cells of 0.5 voxel give one exact cell per vertex.
+    morton = np.argsort(_morton_codes(vertices, cell=0.5)[faces[:, 0]], kind="stable")
+    chosen, u, v = _stratified_choice(doubled_areas[morton], n_points, seed)
+    chosen = morton[chosen]
     a, b, c = (vertices[faces[chosen, i]].astype(np.float64) for i in range(3))
     points = volume.index_to_world(a + u[:, None] * (b - a) + v[:, None] * (c - a))
     normals = world_cross[chosen].astype(np.float64)
@@ -145,16 +147,24 @@ def _index_space_surface(volume: Volume, step: int, *, smoothing: float = 0.0) -
         raise InputError("the volume is empty (no nonzero voxel): there is no surface to convert")
     lower, upper = bounding_box(array)
     pad = 1 + int(np.ceil(3 * smoothing))
-    crop = np.zeros(tuple(hi - lo + 2 * pad for lo, hi in zip(lower, upper)), dtype=np.float32)
-    crop[pad:-pad, pad:-pad, pad:-pad] = array[tuple(slice(lo, hi) for lo, hi in zip(lower, upper))] != 0
-    if smoothing > 0:
-        from scipy import ndimage
-
-        ndimage.gaussian_filter(crop, smoothing, output=crop, truncate=3.0)
     # On a 0/1 grid at level 0.5 every vertex is an edge midpoint, so no triangle is degenerate;
     # on a smoothed grid a few may be, and they get zero area (never sampled). Skipping skimage's
     # degenerate-triangle filter saves ~40% of its time on a skull.
-    vertices, faces, _, _ = marching_cubes(crop, level=0.5, step_size=step, allow_degenerate=True)
+    if smoothing > 0:
+        from scipy import ndimage
+
+        crop = np.zeros(tuple(hi - lo + 2 * pad for lo, hi in zip(lower, upper)), dtype=np.float32)
+        crop[pad:-pad, pad:-pad, pad:-pad] = array[box_slices(lower, upper)] != 0
+        ndimage.gaussian_filter(crop, smoothing, output=crop, truncate=3.0)
+        vertices, faces, _, _ = marching_cubes(crop, level=0.5, step_size=step, allow_degenerate=True)
+    else:
+        # Marching cubes at a step of s voxels reads every s-th sample of the padded crop and nothing else:
+        # build only those, and march over them at step 1 (the same vertices, times s, and faces).
+        samples = _padded_samples(array, lower, upper, pad, step)
+        if min(samples.shape) < 2 or not samples.any():
+            raise InputError(f"the volume's structures are too small for a surface at a {step}-voxel step; use step 1")
+        vertices, faces, _, _ = marching_cubes(samples, level=0.5, allow_degenerate=True)
+        vertices *= np.float32(step)
     if len(faces) == 0:
         raise InputError("the volume's structures are too thin (one voxel) to have a surface; give a solid mask")
     vertices += (np.asarray(lower) - pad).astype(np.float32)
@@ -163,6 +173,21 @@ def _index_space_surface(volume: Volume, step: int, *, smoothing: float = 0.0) -
     if np.linalg.det(volume.directions) > 0:
         faces = np.ascontiguousarray(faces[:, ::-1])
     return vertices, faces
+
+
+def _padded_samples(array: np.ndarray, lower: np.ndarray, upper: np.ndarray, pad: int, step: int) -> np.ndarray:
+    """Every step-th sample, from the first, of the box lower:upper of array padded by pad zero voxels on each
+    side, as float32 0/1 (nonzero voxels are 1)."""
+    shape, inner, source = [], [], []
+    for lo, hi in zip(lower, upper):
+        first = -(-pad // step)  # the first sample inside the box: padded index first·step ≥ pad
+        count = len(range(lo - pad + first * step, hi, step))
+        shape.append(-(-(hi - lo + 2 * pad) // step))
+        inner.append(slice(first, first + count))
+        source.append(slice(lo - pad + first * step, hi, step))
+    samples = np.zeros(shape, dtype=np.float32)
+    samples[tuple(inner)] = array[tuple(source)] != 0
+    return samples
 
 
 def _morton_codes(points: np.ndarray, *, cell: float = 0.25) -> np.ndarray:
