@@ -211,13 +211,14 @@ def test_command_line_turns_numpy_huge_pages_off_unless_the_user_chose(given, ex
     assert result.stdout.strip() == expected
 
 
-@pytest.mark.parametrize("user_set, keep, calls", [
-    (None, True, [(-3, 2**30), (-1, 2**31 - 1), (-2, 2**28)]),  # mmap threshold, trim threshold, top pad
-    ("GLIBC_TUNABLES", True, []),
-    ("MALLOC_TOP_PAD_", True, []),
-    (None, False, []),
+@pytest.mark.parametrize("user_set, keep, accepted, calls", [
+    (None, True, 1, [(-3, 2**30), (-1, 2**31 - 1), (-2, 2**28)]),  # mmap threshold, trim threshold, top pad
+    (None, True, 0, [(-3, 2**30)]),  # an older glibc refuses the 1 GiB threshold: glibc's defaults stay
+    ("GLIBC_TUNABLES=glibc.malloc.mmap_threshold=65536", True, 1, []),
+    ("MALLOC_TOP_PAD_=1", True, 1, []),
+    (None, False, 1, []),
 ])
-def test_memory_settings_tune_glibc_malloc_unless_the_user_did(monkeypatch, user_set, keep, calls):
+def test_memory_settings_tune_glibc_malloc_unless_the_user_did(monkeypatch, user_set, keep, accepted, calls):
     """pcc.cli.memory_settings asks glibc's malloc (mallopt) to keep freed memory for reuse, unless the user
     tuned malloc through its environment variables or the caller opts out (pcc train)."""
     import ctypes
@@ -226,19 +227,66 @@ def test_memory_settings_tune_glibc_malloc_unless_the_user_did(monkeypatch, user
 
     made: list[tuple[int, int]] = []
 
+    class FakeMallopt:
+        def __call__(self, option: int, value: int) -> int:
+            made.append((option, value))
+            return accepted
+
     class FakeLibc:
         def __init__(self, name):
             assert name is None
-
-        def mallopt(self, option, value):
-            made.append((option, value))
-            return 1
+            self.mallopt = FakeMallopt()
 
     for name in ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "0")  # memory_settings' setdefault must not leak into the tests
     if user_set is not None:
-        monkeypatch.setenv(user_set, "1")
+        monkeypatch.setenv(*user_set.split("=", 1))
     monkeypatch.setattr(cli, "_glibc", lambda: True)
     monkeypatch.setattr(ctypes, "CDLL", FakeLibc)
     cli.memory_settings(keep_freed_memory=keep)
     assert made == calls
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_memory_settings_serve_large_arrays_from_the_heap_on_glibc(keep):
+    """With the settings glibc keeps a 300 MiB array in its heap (none of it mapped on its own, mallinfo2's
+    hblkhd); without them it maps the array on its own."""
+    import ctypes
+
+    import pcc.cli as cli
+
+    if not cli._glibc() or not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("needs glibc 2.33 or later (mallinfo2)")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")}
+    probe = ("import ctypes, sys, numpy, pcc.cli as cli\n"
+             f"cli.memory_settings(keep_freed_memory={keep})\n"
+             "class Info(ctypes.Structure):\n"
+             "    _fields_ = [(name, ctypes.c_size_t) for name in ('arena', 'ordblks', 'smblks', 'hblks', 'hblkhd',"
+             " 'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost')]\n"
+             "mallinfo2 = ctypes.CDLL(None).mallinfo2\n"
+             "mallinfo2.restype = Info\n"
+             "array = numpy.ones(300 * 2**20, dtype=numpy.uint8)\n"
+             "print(mallinfo2().hblkhd >= 300 * 2**20)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(not keep)
+
+
+@pytest.mark.parametrize("argv, keep", [(["pcc", "implant", "in.nrrd", "-o", "out.nrrd"], True),
+                                        (["pcc", "train", "fit", "--config", "c.yaml"], False)])
+def test_console_script_keeps_freed_memory_except_for_training(monkeypatch, argv, keep):
+    """The console script applies memory_settings before main(), keeping freed memory for every command but `pcc train`."""
+    import gc
+
+    import pcc.cli as cli
+
+    asked: list[bool] = []
+    monkeypatch.setattr(cli, "memory_settings", lambda *, keep_freed_memory: asked.append(keep_freed_memory))
+    monkeypatch.setattr(cli, "main", lambda: 0)
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    with pytest.raises(SystemExit) as done:
+        cli.run()
+    assert done.value.code == 0 and asked == [keep]

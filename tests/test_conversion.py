@@ -68,6 +68,7 @@ def test_surface_at_a_step_is_skimages_marching_cubes_at_that_step(step, shape):
 
     mask = ball(shape, radius=11.0) & ~ball(shape, radius=7.5).astype(bool)
     mask[:, :, :12] = 0  # a rim where the step's samples cut across it
+    mask[:4, 10:20, 20:] = 1  # a block on the array's border
     volume = Volume(mask.astype(np.uint8), np.diag([0.5, 0.5, 0.6]), np.zeros(3))
     vertices, faces = _index_space_surface(volume, step)
     lower = np.argwhere(mask).min(axis=0)
@@ -76,6 +77,17 @@ def test_surface_at_a_step_is_skimages_marching_cubes_at_that_step(step, shape):
     expected, expected_faces, _, _ = marching_cubes(padded, level=0.5, step_size=step, allow_degenerate=True)
     assert np.array_equal(vertices, expected + (lower - 1).astype(np.float32))
     assert np.array_equal(faces, np.ascontiguousarray(expected_faces[:, ::-1]))
+
+
+def test_surface_at_a_step_that_misses_a_thin_plate_is_refused():
+    """A one-voxel plate that every second sample misses has no surface at step 2: a clear error, not an empty sample."""
+    mask = np.zeros((20, 20, 20), dtype=np.uint8)
+    mask[4:16, 4:16, 7] = 1
+    volume = Volume(mask, np.eye(3), np.zeros(3))
+    with pytest.raises(InputError, match="too small or too thin"):
+        volume_to_points(volume, 100, step=2, smoothing_voxels=0.0)
+    with pytest.raises(InputError, match="at least 1 voxel"):
+        volume_to_points(volume, 100, step=0, smoothing_voxels=0.0)
 
 
 def test_points_rejects_bad_count(shell):

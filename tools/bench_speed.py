@@ -10,7 +10,9 @@ For each case (default: the bundled example case), in one run of this script:
           load, design, write: what a user waits for);
   full    the same with `--stl implant.stl --report run.json`;
 each repeated --repeats times (the fastest run counts: the others were disturbed by the machine; the
-floor is measured before and after each round's commands).
+floor is measured before and after each round's commands). The commands run `python -m pcc.cli` from the
+working directory (its pcc: run the script from another checkout's root to time that checkout against
+this floor); the floor always uses this script's checkout.
 It prints each command's seconds and ratio to the floor, the peak resident memory of each command's
 process, and where the full command's time went (start-up = wall time − the report's case total; the
 stages from the report's timings). --folder DIR also runs `pcc implant DIR -o OUT --report` once and
@@ -49,13 +51,16 @@ def run_command(args: list[str]) -> tuple[float, float]:
 
 def io_floor(case: Path, out: Path) -> float:
     """Seconds to read the case and write a same-size uint8 volume the way pcc writes implants, timed in a
-    fresh child process with the pcc command's memory settings (a fresh process's memory, as the command has;
-    interpreter start-up and imports not counted)."""
+    fresh child process with the pcc command's memory settings (a fresh process's memory, as the command
+    has; interpreter start-up and imports, pynrrd's included, not counted). The child uses this script's
+    checkout of pcc."""
     probe = (f"import sys, time; sys.path.insert(0, {str(REPO)!r}); from pcc.cli import memory_settings; memory_settings(); "
-             "from pcc.io import read_volume, write_volume; start = time.perf_counter(); "
+             "import nrrd; from pcc.io import read_volume, write_volume; start = time.perf_counter(); "
              "volume = read_volume(sys.argv[1]); write_volume(sys.argv[2], volume.with_array(volume.mask().astype('uint8'))); "
              "print(time.perf_counter() - start)")
-    result = subprocess.run([sys.executable, "-c", probe, str(case), str(out)], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", probe, str(case), str(out)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"the I/O floor's child process failed ({result.returncode}): {result.stderr[-2000:]}")
     return float(result.stdout)
 
 

@@ -33,8 +33,9 @@ def design_implant(
             search_rounds searches for defects: each after the first runs on the skull completed with
             the implant found so far, so a defect the global stage passed over (the second side of a
             bilateral defect) is found once the first is filled. The first search samples the skull's
-            surface at first_round_surface_step; the later ones at later_rounds_surface_step, use only the most central global guess (predict_implant_cloud's
-            other_guesses: False) and later_rounds_intact_bone_mm.
+            surface at first_round_surface_step. The later searches sample it at later_rounds_surface_step
+            and use only the most central global guess (predict_implant_cloud's other_guesses: False) and
+            later_rounds_intact_bone_mm.
         timings: filled with seconds per stage (cloud, network, voxelize_cleanup; summed over rounds) when given.
         cleanup: join to the rim and drop fragments (False only for ablations).
     """

@@ -138,10 +138,13 @@ def _stratified_choice(areas: np.ndarray, n_points: int, seed: int) -> tuple[np.
 def _index_space_surface(volume: Volume, step: int, *, smoothing: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Marching-cubes vertices (voxel indices, float32) and faces (int32) wound outward in world space.
 
-    smoothing: Gaussian sigma in voxels applied to the mask before marching cubes (0: none).
+    step: marching-cubes step in voxels (≥ 1); smoothing: Gaussian sigma in voxels applied to the mask
+    before marching cubes (0: none).
     """
     from skimage.measure import marching_cubes
 
+    if step < 1:
+        raise InputError(f"the marching-cubes step must be at least 1 voxel, got {step}")
     array = np.asarray(volume.array)
     if not array.any():
         raise InputError("the volume is empty (no nonzero voxel): there is no surface to convert")
@@ -161,8 +164,9 @@ def _index_space_surface(volume: Volume, step: int, *, smoothing: float = 0.0) -
         # Marching cubes at a step of s voxels reads every s-th sample of the padded crop and nothing else:
         # build only those, and march over them at step 1 (the same vertices, times s, and faces).
         samples = _padded_samples(array, lower, upper, pad, step)
-        if min(samples.shape) < 2 or not samples.any():
-            raise InputError(f"the volume's structures are too small for a surface at a {step}-voxel step; use step 1")
+        if not samples.any():  # (the first sample of each axis is padding, so any bone means ≥ 2 samples)
+            raise InputError(f"the volume's structures are too small or too thin for a surface at a {step}-voxel "
+                             "step: none of its samples is inside; use step 1")
         vertices, faces, _, _ = marching_cubes(samples, level=0.5, allow_degenerate=True)
         vertices *= np.float32(step)
     if len(faces) == 0:
@@ -176,11 +180,12 @@ def _index_space_surface(volume: Volume, step: int, *, smoothing: float = 0.0) -
 
 
 def _padded_samples(array: np.ndarray, lower: np.ndarray, upper: np.ndarray, pad: int, step: int) -> np.ndarray:
-    """Every step-th sample, from the first, of the box lower:upper of array padded by pad zero voxels on each
-    side, as float32 0/1 (nonzero voxels are 1)."""
+    """Every step-th sample, from the first, of the box lower:upper (voxel indices per array axis, upper
+    exclusive) of array padded by pad zero voxels on each side, as float32 0/1 (nonzero voxels are 1):
+    sample k of an axis is the array's index lower − pad + k·step there (0 where that lies in the padding)."""
     shape, inner, source = [], [], []
+    first = -(-pad // step)  # the first sample inside the box: padded index first·step ≥ pad
     for lo, hi in zip(lower, upper):
-        first = -(-pad // step)  # the first sample inside the box: padded index first·step ≥ pad
         count = len(range(lo - pad + first * step, hi, step))
         shape.append(-(-(hi - lo + 2 * pad) // step))
         inner.append(slice(first, first + count))
