@@ -13,6 +13,7 @@ from pcc.outputs.printing import (
     local_thickness,
     printable_mesh,
     solid_mask,
+    solid_thickness_mm,
     thickness_report,
     voxel_world_box,
     write_stl,
@@ -98,6 +99,9 @@ def test_thickness_of_a_slab_is_known_within_a_voxel(layers):
     assert report["volume_mm3"] == pytest.approx(30 * 30 * layers * 0.5 * 0.5 * 0.7)
     # area of a 15 × 15 mm slab: two faces plus the four sides (the mesh bevels its 12 edges a little)
     assert report["area_mm2"] == pytest.approx(2 * 15 * 15 + 4 * 15 * truth, rel=0.06)
+    # the thickness measured beforehand (pcc implant measures it in a thread beside the mesh) gives the same report
+    assert thickness_report(slab, thickness=solid_thickness_mm(solid_mask(slab), spacing)) == report
+    assert np.array_equal(solid_thickness_mm(array != 0, spacing), local_thickness(array != 0, spacing)[array != 0])
 
 
 def _local_thickness_by_every_ball(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:

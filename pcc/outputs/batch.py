@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,19 @@ def _in_background(imports: Callable[[], None]) -> threading.Thread:
     return thread
 
 
+def _in_thread(compute: Callable[[], Any]) -> Future:
+    """compute() in a thread of its own; the Future gives (its result, its seconds) or raises its error."""
+
+    def timed() -> tuple[Any, float]:
+        start = time.perf_counter()
+        return compute(), time.perf_counter() - start
+
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcc-case")
+    future = executor.submit(timed)
+    executor.shutdown(wait=False)  # the thread ends when compute() returns
+    return future
+
+
 def _builds_mesh(job: Job, *, with_thickness: bool) -> bool:
     """Whether design_case builds the printable mesh for this job (for its STL, preview or thickness figure)."""
     return job.stl is not None or job.preview is not None or with_thickness
@@ -421,13 +435,18 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         warnings.append(negligible + (" (the implant is empty: no STL written)" if voxels == 0 else ""))
     if voxels and np.any(mask & defective.mask(box)):
         warnings.append("the implant overlaps the defective skull")
-    mesh = solid = None
+    mesh = solid = thickness = None
+    plain = clearance_mm == 0  # then the printed solid and mesh are those the thickness figure measures
     if voxels and _builds_mesh(job, with_thickness=with_thickness):
         from pcc.geometry.masks import largest_component
-        from pcc.outputs.printing import check_printable, printable_mesh, solid_mask, write_stl
+        from pcc.outputs.printing import check_printable, printable_mesh, solid_mask, solid_thickness_mm, write_stl
 
         start = time.perf_counter()
         solid = solid_mask(implant, clearance_mm=clearance_mm, defective=defective)
+        if with_thickness:  # the local thickness in a thread while the mesh is built, checked and written
+            measured = solid if plain else None
+            thickness = _in_thread(lambda: solid_thickness_mm(solid_mask(implant) if measured is None else measured,
+                                                              implant.spacing))
         mesh = printable_mesh(implant, clearance_mm=clearance_mm, defective=defective, solid=solid)
         timings["mesh"] = time.perf_counter() - start
         checks = check_printable(mesh, implant, solid=solid)
@@ -447,10 +466,11 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
     if voxels and with_thickness:
         from pcc.outputs.printing import thickness_report
 
+        values, seconds = thickness.result()
         start = time.perf_counter()
-        plain = clearance_mm == 0  # then the printed solid and mesh are those the thickness figure measures
-        record["implant"].update(thickness_report(implant, mesh=mesh if plain else None, solid=solid if plain else None))
-        timings["thickness"] = time.perf_counter() - start
+        record["implant"].update(thickness_report(implant, mesh=mesh if plain else None, solid=solid if plain else None,
+                                                  thickness=values))
+        timings["thickness"] = seconds + time.perf_counter() - start  # (the thread's seconds overlap the mesh's)
         if record["implant"]["thickness_p05_mm"] < 1.0:
             warnings.append(f"5% of the implant is thinner than {record['implant']['thickness_p05_mm']:.2f} mm")
     if job.preview is not None:

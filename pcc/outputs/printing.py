@@ -211,7 +211,8 @@ def write_stl(path: str | os.PathLike, mesh, *, space: str = "left-posterior-sup
     write_mesh(path, Mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces)), space=space)
 
 
-def thickness_report(implant: Volume, *, mesh=None, solid: np.ndarray | None = None) -> dict:
+def thickness_report(implant: Volume, *, mesh=None, solid: np.ndarray | None = None,
+                     thickness: np.ndarray | None = None) -> dict:
     """Thickness (mm), surface area (mm²) and volume (mm³) of a voxel implant.
 
     Thickness is the local thickness of Hildebrand & Rüegsegger (1997), as bone morphometry
@@ -224,11 +225,11 @@ def thickness_report(implant: Volume, *, mesh=None, solid: np.ndarray | None = N
 
     Returns a dict with thickness_min_mm, thickness_p05_mm, thickness_mean_mm (volume-weighted),
     thickness_max_mm, area_mm2 (of the printable mesh, or `mesh`), volume_mm3 (voxel count ×
-    voxel volume), mesh_volume_mm3 and voxels. `solid`: solid_mask(implant) when the caller has it.
+    voxel volume), mesh_volume_mm3 and voxels. `solid`: solid_mask(implant) when the caller has it;
+    `thickness`: solid_thickness_mm(solid_mask(implant), implant.spacing) when the caller has it.
     """
     solid = solid_mask(implant) if solid is None else solid
-    crop = solid[box_slices(*bounding_box(solid))]  # the same voxels in the same order
-    values = local_thickness(crop, implant.spacing)[crop]
+    values = solid_thickness_mm(solid, implant.spacing) if thickness is None else thickness
     mesh = printable_mesh(implant) if mesh is None else mesh
     return {
         "thickness_min_mm": float(values.min()),
@@ -240,6 +241,13 @@ def thickness_report(implant: Volume, *, mesh=None, solid: np.ndarray | None = N
         "mesh_volume_mm3": float(mesh.volume),
         "voxels": int(solid.sum()),
     }
+
+
+def solid_thickness_mm(solid: np.ndarray, spacing: Sequence[float] | np.ndarray) -> np.ndarray:
+    """(K,) local thickness (mm, local_thickness) of the K voxels of a bool (X, Y, Z) solid, in the order of
+    np.nonzero(solid); spacing: (3,) mm per voxel along X, Y, Z."""
+    crop = solid[box_slices(*bounding_box(solid))]  # the same voxels in the same order
+    return local_thickness(crop, spacing)[crop]
 
 
 def local_thickness(mask: np.ndarray, spacing: Sequence[float] | np.ndarray, *, batch: int = 4_000_000) -> np.ndarray:
