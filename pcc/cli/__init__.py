@@ -101,10 +101,10 @@ def memory_settings(*, keep_freed_memory: bool = True) -> None:
       for the next array (mallopt: mmap threshold 1 GiB, trim threshold 2 GiB, top pad 256 MiB), instead
       of mapping fresh pages for each large array and returning them when it is freed. Freed memory goes
       back to the system at exit: the peak resident memory of one case rose by about 0.02 GiB, of folder
-      mode on 10 cases by 0.2 GiB (1.6 GiB on 30 cases too). Only in this process (not in `--workers` processes); not
-      for `pcc train` (not measured there); only with a glibc that takes a 1 GiB threshold; skipped when
-      MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_ or a glibc.malloc tunable
-      (GLIBC_TUNABLES) is set. Figures of both settings: docs/benchmarks.md, Speed.
+      mode on 10 cases by 0.2 GiB (1.6 GiB on 30 cases too). Only in this process (not in `--workers`
+      processes); not for `pcc train` (not measured there); only with a glibc that takes a 1 GiB
+      threshold; skipped when MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_ or a
+      glibc.malloc tunable (GLIBC_TUNABLES) is set. Figures of both settings: docs/benchmarks.md, Speed.
     """
     os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     user_tuned = any(name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"))

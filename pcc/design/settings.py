@@ -59,10 +59,11 @@ class DesignSettings:
     # implant 65 mm from the craniotomy of varied case 018; intact bone elsewhere: 0.23–1.35 mm).
     later_rounds_intact_bone_mm: float = 2.5
     # The first search samples the defective skull's surface from marching cubes at this step (voxels).
-    # Step 2 would save about 0.6 s per case; with the shipped weights on the development split (sampling seeds
-    # 0 and 1 each): SkullFix-type DSC 0.9224 / 0.9200 (step 1) against 0.9212 / 0.9166 (step 2), 2× coarser
-    # grid 0.918 / 0.919 against 0.915 / 0.915, varied 0.861 / 0.843 against 0.859 / 0.848: lower on two
-    # sets of three, so 1 (docs/experiments.md, "Marching cubes at a 2-voxel step for the first search").
+    # Step 2 would save about 0.6 s per case; with the shipped weights on the development split (sampling
+    # seeds 0 and 1 each): SkullFix-type DSC 0.9224 / 0.9200 (step 1) against 0.9212 / 0.9166 (step 2),
+    # 2× coarser grid 0.918 / 0.919 against 0.915 / 0.915, varied 0.861 / 0.843 against 0.859 / 0.848:
+    # lower on two sets of three, so 1 (docs/experiments.md, "Marching cubes at a 2-voxel step for the
+    # first search").
     first_round_surface_step: int = 1
     # The later searches sample the completed skull's surface from marching cubes at this step (voxels):
     # 0.4 s instead of 1.2 s on a 512×512×Z skull.
