@@ -124,14 +124,21 @@ def _score(part: str, name: str, shape: str, defective: Volume, truth: np.ndarra
     return row
 
 
+def varied_defect(complete: Volume, name: str, shape: str, seed: int) -> tuple[Volume, np.ndarray]:
+    """(defective skull, true implant as a bool (X, Y, Z) array) of the defect this benchmark cuts into the
+    complete skull of case `name` (its file name, e.g. '005.nrrd'): seeded by seed, name and shape."""
+    rng = np.random.default_rng([seed, zlib.crc32(f"{name}/{shape}".encode())])
+    defective, implant = make_defect(complete, shape=shape, rng=rng)
+    return complete.with_array(defective.astype(np.uint8)), implant
+
+
 def varied_defects(root: Path, names: list[str], shapes: list[str], model, *, seed: int) -> list[list]:
     rows = []
     for name in names:
         complete = read_volume(root / "complete_skull" / name)
         for shape in shapes:
-            rng = np.random.default_rng([seed, zlib.crc32(f"{name}/{shape}".encode())])
-            defective, implant = make_defect(complete, shape=shape, rng=rng)
-            rows.append(_score("varied", name, shape, complete.with_array(defective.astype(np.uint8)), implant, model))
+            defective, implant = varied_defect(complete, name, shape, seed)
+            rows.append(_score("varied", name, shape, defective, implant, model))
     _summary(rows, key=lambda r: r[2], title="varied defects, per shape")
     return rows
 

@@ -2,8 +2,8 @@
 
     python tools/failure_analysis.py [--shape frontoorbital] [--model PATH] [--out docs/failure_analysis_frontoorbital_cpu.txt]
 
-The defects are cut as tools/bench_robustness.py cuts them (same seed, case name and shape, so the
-rows match its CSV), the implant designed with the given weights (default: shipped). Per case:
+The defects are cut by tools/bench_robustness.py's varied_defect (same seed, case name and shape, so
+the rows match its CSV), the implant designed with the given weights (default: shipped). Per case:
 DSC; the true and the predicted implant's volume, and the volumes predicted outside the truth (false
 positive) and missed (false negative), cm³; the distance of the points the networks predict in the
 first search (pcc.design.implant.implant_cloud, run again for them) to the true implant's surface
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +34,9 @@ from pcc.design.implant import implant_cloud  # noqa: E402
 from pcc.geometry.masks import bounding_box, box_slices  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
 from pcc.learning.data import case_names, default_validation_split  # noqa: E402
-from pcc.toolkit.defects import SHAPES, make_defect  # noqa: E402
+from pcc.toolkit.defects import SHAPES  # noqa: E402
 from pcc.toolkit.metrics import score_case  # noqa: E402
+from bench_robustness import varied_defect  # noqa: E402  (tools/: the same defects as that benchmark)
 
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "skullfix" / "training_set"
 
@@ -58,10 +58,7 @@ def main() -> None:
              "median  p90 | half thickness p95 mm: truth  predicted  bone near the hole"]
     print("\n".join(lines), flush=True)
     for name in default_validation_split(case_names(root)):
-        complete = read_volume(root / "complete_skull" / name)
-        rng = np.random.default_rng([args.seed, zlib.crc32(f"{name}/{args.shape}".encode())])
-        defective_array, truth = make_defect(complete, shape=args.shape, rng=rng)
-        defective = complete.with_array(defective_array.astype(np.uint8))
+        defective, truth = varied_defect(read_volume(root / "complete_skull" / name), name, args.shape, args.seed)
         predicted = design_implant(defective, model).mask()
         points = implant_cloud(defective, model).points
         dsc = score_case(predicted, truth, defective.mask(), defective.spacing).dsc
@@ -69,7 +66,7 @@ def main() -> None:
         first, end = bounding_box(truth | predicted)
         lower, upper = np.maximum(first - 20, 0), end + 19  # 20 voxels around the implants, either side
         box = box_slices(lower, upper)
-        true_box, predicted_box, bone_box = truth[box], predicted[box], defective_array[box] > 0
+        true_box, predicted_box, bone_box = truth[box], predicted[box], defective.mask(box)
         surface = true_box & ~ndimage.binary_erosion(true_box)
         distance, _ = cKDTree(defective.index_to_world(np.argwhere(surface) + lower)).query(points)
         bone_near = ndimage.binary_dilation(true_box, iterations=10) & bone_box

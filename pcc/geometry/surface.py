@@ -19,7 +19,7 @@ import numpy as np
 
 from pcc.geometry.cloud import PointCloud
 from pcc.errors import InputError
-from pcc.geometry.masks import bounding_box, box_slices
+from pcc.geometry.masks import bounding_box
 from pcc.volume import Volume
 
 SMOOTHING_VOXELS = 0.8
@@ -156,8 +156,7 @@ def _index_space_surface(volume: Volume, step: int, *, smoothing: float = 0.0) -
     if smoothing > 0:
         from scipy import ndimage
 
-        crop = np.zeros(tuple(hi - lo + 2 * pad for lo, hi in zip(lower, upper)), dtype=np.float32)
-        crop[pad:-pad, pad:-pad, pad:-pad] = array[box_slices(lower, upper)] != 0
+        crop = _padded_samples(array, lower, upper, pad, 1)
         ndimage.gaussian_filter(crop, smoothing, output=crop, truncate=3.0)
         vertices, faces, _, _ = marching_cubes(crop, level=0.5, step_size=step, allow_degenerate=True)
     else:

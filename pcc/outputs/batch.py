@@ -14,7 +14,6 @@ only if some case needs it.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -175,16 +174,16 @@ def run_jobs(
         # decompression (and a CT's segmentation); pcc's reader modules are imported first, here, so the
         # two threads share none of pcc's modules (the file formats' libraries load during the reading).
         _import_reader(single)
-        importer = _in_background(_import_design)
+        importer = _in_thread(_import_design)
         try:
             start = time.perf_counter()
             checked[single.source] = (read_skull(single), time.perf_counter() - start)
         finally:
-            importer.join()
+            importer.exception()  # waits; an import error is raised again, with its message, by the main thread's own import
     if needs_model:
         model()  # fail early (bad --model or --device) before any case
     if single is not None and _builds_mesh(single, with_thickness=report_path is not None):
-        _in_background(_import_mesh)  # the mesh's library (0.4 s of imports) beside the design
+        _in_thread(_import_mesh)  # the mesh's library (0.4 s of imports) beside the design
     report = RunReport.start(model=state["model"], device=device, command=command, options=options)
     if state["model"] is not None:
         report.header["model_load_s"] = round(state["load_s"], 3)
@@ -266,30 +265,15 @@ def _import_mesh() -> None:
     import trimesh  # noqa: F401
 
 
-def _in_background(imports: Callable[[], None]) -> threading.Thread:
-    """Run an import function in a thread (modules the main thread needs later: its own import waits
-    there for this one to finish). An import error is left to the main thread, whose own import
-    raises it again with its message."""
-
-    def run() -> None:
-        try:
-            imports()
-        except Exception:
-            pass
-
-    thread = threading.Thread(target=run, name=f"pcc{imports.__name__}", daemon=True)
-    thread.start()
-    return thread
-
-
 def _in_thread(compute: Callable[[], Any]) -> Future:
-    """compute() in a thread of its own; the Future gives (its result, its seconds) or raises its error."""
+    """compute() in a thread of its own; the Future gives (its result, its seconds) or raises its error
+    (an import function's error stays in its Future: the main thread's own import raises it again)."""
 
     def timed() -> tuple[Any, float]:
         start = time.perf_counter()
         return compute(), time.perf_counter() - start
 
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcc-case")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcc")
     future = executor.submit(timed)
     executor.shutdown(wait=False)  # the thread ends when compute() returns
     return future
@@ -435,7 +419,7 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         warnings.append(negligible + (" (the implant is empty: no STL written)" if voxels == 0 else ""))
     if voxels and np.any(mask & defective.mask(box)):
         warnings.append("the implant overlaps the defective skull")
-    mesh = solid = thickness = None
+    mesh = solid = measured = thickness = None
     plain = clearance_mm == 0  # then the printed solid and mesh are those the thickness figure measures
     if voxels and _builds_mesh(job, with_thickness=with_thickness):
         from pcc.geometry.masks import largest_component
@@ -444,9 +428,8 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         start = time.perf_counter()
         solid = solid_mask(implant, clearance_mm=clearance_mm, defective=defective)
         if with_thickness:  # the local thickness in a thread while the mesh is built, checked and written
-            measured = solid if plain else None
-            thickness = _in_thread(lambda: solid_thickness_mm(solid_mask(implant) if measured is None else measured,
-                                                              implant.spacing))
+            measured = solid if plain else solid_mask(implant)
+            thickness = _in_thread(lambda: solid_thickness_mm(measured, implant.spacing))
         mesh = printable_mesh(implant, clearance_mm=clearance_mm, defective=defective, solid=solid)
         timings["mesh"] = time.perf_counter() - start
         checks = check_printable(mesh, implant, solid=solid)
@@ -468,8 +451,7 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
 
         values, seconds = thickness.result()
         start = time.perf_counter()
-        record["implant"].update(thickness_report(implant, mesh=mesh if plain else None, solid=solid if plain else None,
-                                                  thickness=values))
+        record["implant"].update(thickness_report(implant, mesh=mesh if plain else None, solid=measured, thickness=values))
         timings["thickness"] = seconds + time.perf_counter() - start  # (the thread's seconds overlap the mesh's)
         if record["implant"]["thickness_p05_mm"] < 1.0:
             warnings.append(f"5% of the implant is thinner than {record['implant']['thickness_p05_mm']:.2f} mm")
