@@ -118,7 +118,8 @@ def require_binary(volume: Volume, name: object = "the volume") -> Volume:
     else:
         binary = array.dtype == bool or count == np.count_nonzero(array == 1)
     if not binary:
-        raise InputError(f"{name} is not binary (values other than 0 and 1); threshold it to a 0/1 mask first")
+        raise InputError(f"{name} is not binary (values other than 0 and 1): for a head CT in Hounsfield units use "
+                         "pcc implant --ct (or pcc segment CT -o SKULL first); else threshold it to a 0/1 mask")
     if count == 0:
         raise InputError(f"{name} is empty (no voxel is 1); give a binary mask of the skull or implant")
     if count == array.size:

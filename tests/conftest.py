@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pcc.shared_data import data_root
 from pcc.volume import Volume
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = data_root()  # $PCC_DATA, else ../shared/data beside the checkout
 
 # A tilted grid like the gantry-tilted SkullFix scans: rows are the world steps of the array axes.
 TILTED_DIRECTIONS = np.array(
@@ -118,7 +119,7 @@ def tilted_shell() -> Volume:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """../shared/data beside the repository; skips the test when this machine has none."""
+    """The real data folder ($PCC_DATA, else ../shared/data beside the repository); skips the test without it."""
     if not (SHARED_DATA / "skullfix").is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA} (needs ../shared/data/skullfix beside the repository)")
+        pytest.skip(f"real data not found at {SHARED_DATA} (set PCC_DATA, or put shared/data/skullfix beside the repository)")
     return SHARED_DATA

@@ -7,6 +7,8 @@ known implant of a synthetic case), so these tests check the batch logic, not th
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import nrrd
@@ -39,7 +41,7 @@ class StandIn:
 
 @pytest.fixture()
 def fake_model(monkeypatch, tmp_path):
-    calls = {"load": 0, "design": []}
+    calls = {"load": 0, "design": [], "members": []}
     weights = tmp_path / "weights.pt"
     weights.write_bytes(b"not a real model")
 
@@ -47,8 +49,9 @@ def fake_model(monkeypatch, tmp_path):
         calls["load"] += 1
         return StandIn(weights)
 
-    def design_implant(defective, model, *, settings=None, timings=None):
-        calls["design"].append(defective.origin[0])
+    def design_implant(defective, model, *, settings=None, timings=None, specks=None):
+        # the design itself (sampling seed 0) and the assessment's extra designs (other seeds), apart
+        calls["design" if settings is None or settings.sampling_seed == 0 else "members"].append(defective.origin[0])
         if timings is not None:
             timings.update(cloud=0.01, network=0.02, voxelize_cleanup=0.03)
         return defective.with_array(((FULL != 0) & ~defective.mask()).astype(np.uint8))
@@ -82,11 +85,13 @@ def test_folder_run_resumes_and_reports(tmp_path, fake_model, capsys):
     b = read_volume(tmp_path / "in" / "b.nii.gz")
     write_volume(out / "b.nii.gz", b.with_array(read_volume(out / "a.nrrd").array))  # reused, not redesigned
     fake_model["design"].clear()
+    fake_model["members"].clear()
     fake_model["load"] = 0
     assert main(args) == 0
     assert sorted(p.name for p in out.iterdir()) == names  # same file names, NIfTI stays NIfTI
     assert sorted(p.name for p in stl.iterdir()) == ["a.stl", "b.stl", "c.stl"]
-    assert fake_model["design"] == [2.0] and fake_model["load"] == 1  # only c ran the network, one load
+    assert fake_model["design"] == [2.0] and fake_model["load"] == 1  # only c was designed, one load
+    assert sorted(fake_model["members"]) == [1.0, 2.0]  # b's reused implant and c's are both assessed
     data = json.loads(report.read_text())
     status = {c["case"]: c["status"] for c in data["cases"]}
     assert status == {"a": "skipped", "b": "done", "c": "done"}
@@ -94,7 +99,7 @@ def test_folder_run_resumes_and_reports(tmp_path, fake_model, capsys):
     assert c["mesh"]["ok"] and c["implant"]["thickness_mean_mm"] > 0 and "network" in " ".join(c["timings_s"])
     assert data["model"]["sha256"] and data["versions"]["numpy"] and data["summary"]["done"] == 2
     err = capsys.readouterr().err
-    assert "skipped" in err and "1 skipped" in err
+    assert "[1/3] a: skipped" in err and "1 skipped" in err and "[3/3] c:" in err
     # a third run has nothing left to do and does not even load the model
     fake_model["load"] = 0
     assert main(args) == 0 and fake_model["load"] == 0
@@ -233,3 +238,112 @@ def test_implant_on_the_gpu(tmp_path):
         assert used["used"].startswith(device) and (used["gpu"] is not None) == (device == "cuda"), used
     assert implants["cuda"].any() and not (implants["cuda"] & (DEFECTIVE != 0)).any()
     assert dice(implants["cuda"], implants["cpu"]) > 0.9  # floating-point order differs; the implant does not
+
+
+def test_single_file_refuses_to_replace_an_output_and_creates_missing_folders(tmp_path, fake_model, capsys):
+    make_cases(tmp_path, ["a.nrrd"])
+    output = tmp_path / "new" / "dir" / "x.nrrd"
+    args = ["implant", str(tmp_path / "a.nrrd"), "-o", str(output), "--confidence", str(tmp_path / "conf" / "x.nrrd")]
+    assert main(args) == 0 and output.is_file() and (tmp_path / "conf" / "x.nrrd").is_file()
+    before = output.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert output.stat().st_mtime_ns == before and len(fake_model["design"]) == 1
+    assert main(args + ["--overwrite"]) == 0 and len(fake_model["design"]) == 2
+
+
+def test_folder_run_counts_its_cases_and_writes_a_confidence_map_per_case(tmp_path, fake_model, capsys):
+    make_cases(tmp_path / "in", ["a.nrrd", "b.nrrd"])
+    report = tmp_path / "r.json"
+    assert main(["implant", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--confidence", str(tmp_path / "conf"),
+                 "--report", str(report)]) == 0
+    err = capsys.readouterr().err
+    assert "[1/2] a:" in err and "[2/2] b:" in err and "1 warning" not in err.replace("1 warnings", "")
+    for name in ("a.nrrd", "b.nrrd"):
+        confidence, implant = read_volume(tmp_path / "conf" / name), read_volume(tmp_path / "out" / name)
+        assert confidence.same_grid(implant) and confidence.array.dtype == np.uint8 and confidence.array.max() <= 100
+        assert confidence.array[implant.mask()].mean() > 50  # the stand-in's members agree with it
+        assert (tmp_path / "conf" / name).stat().st_mode & 0o777 == 0o666 & ~_umask()
+    cases = json.loads(report.read_text())["cases"]
+    for case in cases:
+        quality = case["quality"]
+        assert isinstance(quality["expected_dsc"], float) and isinstance(quality["review"], bool)
+        assert isinstance(quality["reasons"], list)
+        assert case["trust_signals"]["agreement"] == 1.0
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.slow
+def test_an_interrupt_stops_every_worker_and_leaves_only_reported_files(tmp_path):
+    """SIGINT to a `--workers 2` folder run: every pcc process ends within 5 s, and each output file on disk
+    belongs to a case the report lists as done; the same command then resumes."""
+    import signal
+    import subprocess
+    import time
+
+    (tmp_path / "in").mkdir()
+    for index in range(6):
+        shell = hollow_ellipsoid(SHAPE, **SHELL, hole_radius=5.0 + 0.4 * index)
+        write_volume(tmp_path / "in" / f"{index}.nrrd", Volume(shell, np.eye(3) * 1.5, np.zeros(3)))
+    out, stl, report = tmp_path / "out", tmp_path / "stl", tmp_path / "r.json"
+    command = [sys.executable, "-m", "pcc.cli", "implant", str(tmp_path / "in"), "-o", str(out), "--stl", str(stl),
+               "--report", str(report), "--workers", "2", "--device", "cpu"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (report.is_file() and _done(report)):
+        time.sleep(0.2)
+    assert report.is_file() and _done(report), "no case finished in 240 s"
+    workers = _children(process.pid)
+    assert len(workers) >= 2, workers  # the two workers (and multiprocessing's resource tracker)
+    process.send_signal(signal.SIGINT)
+    stopped = time.monotonic()
+    process.wait(timeout=30)
+    err = process.stderr.read()
+    assert process.returncode == 130 and "run the same command again to resume" in err, err
+    while time.monotonic() - stopped < 5 and _alive(workers):
+        time.sleep(0.1)
+    assert not _alive(workers), "a worker outlived the interrupt by 5 s"
+    time.sleep(1.0)  # a surviving worker would write now
+    done = _done(report)
+    on_disk = {Path(p).name.split(".")[0] for p in [*out.iterdir(), *stl.iterdir()]}
+    assert on_disk and on_disk <= done, (on_disk, done)
+    assert len(done) < 6  # it was stopped early
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"{i}.nrrd" for i in range(6)]
+
+
+def _done(report: Path) -> set[str]:
+    """The cases a run's report lists as done."""
+    return {case["case"] for case in json.loads(report.read_text())["cases"] if case["status"] == "done"}
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is pid (Linux /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"PPid:\t{pid}\n" in (entry / "status").read_text():
+                found.add(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    """Those of pids that still run (zombies, which have ended, do not count)."""
+    running = set()
+    for pid in pids:
+        try:
+            if "State:\tZ" not in (Path("/proc") / str(pid) / "status").read_text():
+                running.add(pid)
+        except OSError:
+            continue
+    return running

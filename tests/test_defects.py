@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,9 +9,10 @@ import pytest
 from pcc.cli import main
 from pcc.toolkit.defects import SHAPES, make_defect, write_defects
 from pcc.io import read_volume, write_volume
+from pcc.shared_data import skullfix_training_set
 from pcc.volume import Volume
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "skullfix" / "training_set"
+DATA = skullfix_training_set()
 
 
 def hollow_skull(spacing=(2.0, 2.0, 2.5), directions=None, semi=(72.0, 92.0, 80.0), thickness=9.0) -> Volume:

@@ -27,6 +27,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from pcc.shared_data import skullfix_training_set  # noqa: E402
 sys.path.insert(0, str(REPO / "tools"))
 
 from example_dicom import ct_hu, write_series  # noqa: E402
@@ -38,7 +40,7 @@ from pcc.toolkit.metrics import dice, score_case  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "skullfix" / "training_set"))
+    parser.add_argument("--root", default=str(skullfix_training_set()))
     parser.add_argument("--cases", default="validation", help="validation, all, or comma-separated file names")
     parser.add_argument("--noise", type=float, default=20.0, help="CT noise, standard deviation in HU (default 20)")
     parser.add_argument("--no-table", action="store_true", help="leave out the head-holder plate")

@@ -24,6 +24,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pcc.shared_data import skullfix_training_set  # noqa: E402
+
 from pcc.learning.data import case_names, default_validation_split  # noqa: E402
 from pcc.io import read_volume, write_volume  # noqa: E402
 from pcc.toolkit.metrics import score_case  # noqa: E402
@@ -35,7 +37,7 @@ STAGES = ("read", "cloud", "network", "voxelize_cleanup", "write")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "skullfix" / "training_set"))
+    parser.add_argument("--root", default=str(skullfix_training_set()))
     parser.add_argument("--cases", default="validation", help="validation, all, or comma-separated file names")
     parser.add_argument("--model", default=None)
     parser.add_argument("--device", default="auto")

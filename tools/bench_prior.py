@@ -26,6 +26,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pcc.shared_data import skullfix_training_set  # noqa: E402
+
 from bench_robustness import _select as select_cases  # noqa: E402 (same case choice and seeds)
 
 from pcc.geometry import symmetry  # noqa: E402
@@ -61,7 +63,7 @@ def prior_rows(name: str, shape: str, defective, truth: np.ndarray) -> list[list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "skullfix" / "training_set"))
+    parser.add_argument("--root", default=str(skullfix_training_set()))
     parser.add_argument("--cases", default="validation", help="validation (the development split), N (its first N) or NAMES")
     parser.add_argument("--shapes", default="real,all", help=f"real and/or all or a subset of {','.join(SHAPES)}")
     parser.add_argument("--seed", type=int, default=0)

@@ -40,6 +40,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pcc.shared_data import skullfix_training_set  # noqa: E402
+
 from pcc.learning.data import case_names, default_validation_split  # noqa: E402
 from pcc.toolkit.defects import SHAPES, make_defect  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
@@ -47,7 +49,7 @@ from pcc.toolkit.metrics import score_case  # noqa: E402
 from pcc.design import design_implant, load_model, no_defect_warning  # noqa: E402
 from pcc.volume import Volume  # noqa: E402
 
-DEFAULT_ROOT = REPO.parent / "shared" / "data" / "skullfix" / "training_set"
+DEFAULT_ROOT = skullfix_training_set()
 PARTS = ("varied", "coarse", "complete", "memory")
 CSV_HEADER = ["part", "case", "shape", "dsc", "bdsc", "hd95", "implant_cm3", "seconds", "peak_gib"]
 

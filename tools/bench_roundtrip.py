@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pcc.shared_data import data_root  # noqa: E402
 
 
 def hd95_mm(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray) -> float:
@@ -58,7 +61,7 @@ def crop(*masks: np.ndarray, margin: int = 3) -> tuple[slice, ...]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "skullfix",
+    parser.add_argument("--data", type=Path, default=data_root() / "skullfix",
                         help="SkullFix folder holding training_set/ (default ../shared/data/skullfix)")
     parser.add_argument("--cases", type=int, default=None, help="use only the first N implants")
     parser.add_argument("--counts", default="1024,4096,16384,65536", help="comma-separated point counts")

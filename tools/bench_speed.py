@@ -9,6 +9,7 @@ For each case (default: the bundled example case), in one run of this script:
   plain   `pcc implant CASE -o implant.nrrd` as a fresh process (interpreter start-up, imports, model
           load, design, write: what a user waits for);
   full    the same with `--stl implant.stl --report run.json`;
+  conf    the plain command with `--confidence confidence.nrrd` (the per-voxel confidence map);
 each repeated --repeats times (the fastest run counts: the others were disturbed by the machine; the
 floor is measured before and after each round's commands). The commands run `python -m pcc.cli` from the
 working directory (its pcc: run the script from another checkout's root to time that checkout against
@@ -78,30 +79,35 @@ def main() -> None:
     cases = [Path(c) for c in args.cases] or [EXAMPLE_DEFECTIVE]
     lines = [f"pcc implant speed, device {args.device}, {os.cpu_count()} CPU cores, best of {args.repeats}; "
              f"python tools/bench_speed.py {' '.join(sys.argv[1:])}",
-             f"{'case':<24} {'floor s':>8} {'plain s':>8} {'ratio':>6} {'full s':>8} {'ratio':>6} "
+             f"{'case':<24} {'floor s':>8} {'plain s':>8} {'ratio':>6} {'full s':>8} {'ratio':>6} {'conf s':>8} "
              f"{'peak GiB':>8} {'start-up s':>10}  full command's stages (s)"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for case in cases:
-            floors, plains, fulls, peaks, reports = [], [], [], [], []
+            floors, plains, fulls, confs, peaks, reports = [], [], [], [], [], []
             for _ in range(args.repeats):
                 floors.append(io_floor(case, work / "floor.nrrd"))
-                wall, peak = run_command(["implant", str(case), "-o", str(work / "plain.nrrd"), "--device", args.device])
+                wall, peak = run_command(["implant", str(case), "-o", str(work / "plain.nrrd"), "--device", args.device,
+                                          "--overwrite"])
                 plains.append(wall)
                 peaks.append(peak)
+                wall, peak = run_command(["implant", str(case), "-o", str(work / "conf.nrrd"), "--device", args.device,
+                                          "--confidence", str(work / "confidence.nrrd"), "--overwrite"])
+                confs.append(wall)
+                peaks.append(peak)
                 wall, peak = run_command(["implant", str(case), "-o", str(work / "full.nrrd"), "--stl", str(work / "full.stl"),
-                                          "--report", str(work / "run.json"), "--device", args.device])
+                                          "--report", str(work / "run.json"), "--device", args.device, "--overwrite"])
                 fulls.append(wall)
                 peaks.append(peak)
                 reports.append((wall, json.loads((work / "run.json").read_text())))
                 floors.append(io_floor(case, work / "floor.nrrd"))  # twice per round: the floor is the fastest
-            floor, plain, full = min(floors), min(plains), min(fulls)
+            floor, plain, full, conf = min(floors), min(plains), min(fulls), min(confs)
             wall, report = min(reports, key=lambda item: item[0])
             timings = report["cases"][0]["timings_s"]
             startup = wall - timings["total"]
             stages = " ".join(f"{k} {v:.2f}" for k, v in timings.items() if k != "total" and not k.startswith("design."))
             inner = " ".join(f"{k[7:]} {v:.2f}" for k, v in timings.items() if k.startswith("design."))
-            lines.append(f"{case.name:<24} {floor:8.2f} {plain:8.2f} {plain / floor:6.1f} {full:8.2f} {full / floor:6.1f} "
+            lines.append(f"{case.name:<24} {floor:8.2f} {plain:8.2f} {plain / floor:6.1f} {full:8.2f} {full / floor:6.1f} {conf:8.2f} "
                          f"{max(peaks):8.2f} {startup:10.2f}  {stages} (design: {inner})")
             print(lines[-1], flush=True)
         if args.folder:

@@ -21,6 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pcc.shared_data import skullfix_training_set  # noqa: E402
+
 from pcc.cli import memory_settings  # noqa: E402
 
 memory_settings()  # before NumPy is imported, as the pcc command does
@@ -38,7 +40,7 @@ from pcc.toolkit.defects import SHAPES  # noqa: E402
 from pcc.toolkit.metrics import score_case  # noqa: E402
 from bench_robustness import varied_defect  # noqa: E402  (tools/: the same defects as that benchmark)
 
-DEFAULT_ROOT = REPO.parent / "shared" / "data" / "skullfix" / "training_set"
+DEFAULT_ROOT = skullfix_training_set()
 
 
 def main() -> None:

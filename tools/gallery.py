@@ -23,6 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pcc.shared_data import data_root  # noqa: E402
+
 from pcc.outputs.batch import Job, run_jobs  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
 from pcc.outputs.printing import check_printable, solid_mask  # noqa: E402
@@ -30,7 +32,7 @@ from pcc.outputs.printing import check_printable, solid_mask  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=data_root())
     parser.add_argument("--model", help="checkpoint (default: the shipped weights)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images" / "gallery", help="folder for the previews")

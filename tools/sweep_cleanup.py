@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import pcc.design as pipeline  # noqa: E402
+from pcc.shared_data import skullfix_training_set  # noqa: E402
 from pcc.design.reconstruction import implant_from_points  # noqa: E402
 from pcc.learning.data import case_names, default_validation_split  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
@@ -36,7 +37,7 @@ AFTER_THE_NETWORKS = ("point_smoothing_mm", "kernel_neighbours", "implant_reach_
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "skullfix" / "training_set"))
+    parser.add_argument("--root", default=str(skullfix_training_set()))
     parser.add_argument("--model", default=None)
     parser.add_argument("--cases", default="validation", help="validation or comma-separated file names")
     parser.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",

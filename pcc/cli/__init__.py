@@ -156,7 +156,8 @@ def _guarded(command) -> int:
         sys.stderr.write(f"pcc: error: {error}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("pcc: interrupted\n")
+        sys.stderr.write("pcc: interrupted: the cases that finished are kept (and in the report, if one was asked "
+                         "for); run the same command again to resume\n")
         return 130
     except Exception as error:  # internal failure: short message, traceback only on request
         if os.environ.get("PCC_DEBUG"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
 from pcc.cli import add_command
@@ -43,11 +42,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
     p.add_argument("--model", help="checkpoint to use instead of the shipped weights")
     p.add_argument("--preview", help="also write a picture of skull and implant (.png); a folder when INPUT is a folder")
-    p.add_argument("--report", help="write a JSON report (versions, model hash, device, timings, volume, thickness, warnings)")
+    p.add_argument("--report", help="write a JSON report (versions, model hash, device, timings, volume, thickness, "
+                                    "quality: expected DSC, review flag and reasons, warnings)")
+    p.add_argument("--confidence", metavar="CONF",
+                   help="also write the per-voxel implant probability (uint8 percent 0-100, on the input's grid, "
+                        ".nrrd/.nii/.nii.gz); a folder when INPUT is a folder (same file names)")
     p.add_argument("--clearance", type=_non_negative_mm, default=0.0, metavar="MM",
                    help="fitting gap between the STL and the bone at the rim, mm (default 0; the volume is unchanged)")
     p.add_argument("--overwrite", action="store_true",
-                   help="folder runs: redo cases whose outputs exist (by default they are skipped, so a rerun resumes)")
+                   help="replace existing outputs (a single case refuses to, and a folder run skips cases whose "
+                        "outputs exist, so a rerun resumes)")
     p.add_argument("--num-parts", type=whole_number, default=1, metavar="K", help="folder runs: split the sorted cases into K parts ...")
     p.add_argument("--part-id", type=whole_number, default=0, metavar="I", help="... and design part I (0 ≤ I < K)")
     p.add_argument("--workers", type=whole_number, default=1, metavar="N",
@@ -77,7 +81,8 @@ def _implant(args: argparse.Namespace) -> None:
             raise InputError(f"{args.report}: the report must end in .json")
     if args.model is not None and not Path(args.model).is_file():
         raise InputError(f"model file {args.model} not found; give --model PATH of a pcc checkpoint")
-    for option, path in (("-o", args.output), ("--stl", args.stl), ("--preview", args.preview), ("--report", args.report)):
+    for option, path in (("-o", args.output), ("--stl", args.stl), ("--preview", args.preview), ("--report", args.report),
+                         ("--confidence", args.confidence)):
         _check_not_under_a_file(option, path)
     if source.is_dir() and not args.ct:
         out_dir = Path(args.output)
@@ -85,18 +90,19 @@ def _implant(args: argparse.Namespace) -> None:
             raise InputError(f"{out_dir} is a file, but INPUT is a folder: give an output folder")
         if out_dir.exists() and out_dir.resolve() == source.resolve():
             raise InputError("the output folder is the input folder: choose another output folder")
-        folders = {"--stl": args.stl, "--preview": args.preview}
+        folders = {"--stl": args.stl, "--preview": args.preview, "--confidence": args.confidence}
         for option, folder in folders.items():
             if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
                 raise InputError(f"{option} {folder} is a file, but INPUT is a folder: give a folder")
-        jobs = plan_folder(source, out_dir, stl_dir=_path(args.stl), preview_dir=_path(args.preview))
+        jobs = plan_folder(source, out_dir, stl_dir=_path(args.stl), preview_dir=_path(args.preview),
+                           confidence_dir=_path(args.confidence))
         jobs = select_part(jobs, args.num_parts, args.part_id)
         if args.workers < 1:
             raise InputError(f"--workers must be at least 1, got {args.workers}")
         from pcc.design import resolve_device
 
         resolve_device(args.device)  # a bad --device before any folder is made
-        for folder in (out_dir, _path(args.stl), _path(args.preview)):
+        for folder in (out_dir, _path(args.stl), _path(args.preview), _path(args.confidence)):
             if folder is not None:
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
@@ -114,7 +120,16 @@ def _implant(args: argparse.Namespace) -> None:
             raise InputError("--num-parts and --part-id split a folder of cases; INPUT is a single case")
         if not is_volume_path(args.output):
             raise InputError(f"{args.output}: the implant output must end in .nrrd, .nii or .nii.gz")
+        outputs = [p for p in (args.output, args.stl, args.preview, args.confidence) if p is not None]
+        existing = [p for p in outputs if Path(p).exists() and not Path(p).is_dir()]
+        if existing and not args.overwrite:
+            raise InputError(f"{', '.join(existing)} already exists: add --overwrite to replace it, or choose another path")
+        _make_folders(outputs + ([args.report] if args.report else []))
         output = check_output(args.output, source)
+        if args.confidence is not None:
+            if not is_volume_path(args.confidence):
+                raise InputError(f"{args.confidence}: the --confidence output must end in .nrrd, .nii or .nii.gz")
+            check_output(args.confidence, source)
         for option, path, suffix in (("--stl", args.stl, ".stl"), ("--preview", args.preview, ".png")):
             if path is not None:
                 check_output(path, source)
@@ -122,13 +137,24 @@ def _implant(args: argparse.Namespace) -> None:
                     raise InputError(f"{path}: the {option} output must end in {suffix}")
         # --device is checked when the model loads, after the input is read and before anything is written:
         # checking it here would import torch now instead of in run_jobs' thread beside the reading.
-        jobs = [Job(source, output, _path(args.stl), _path(args.preview), ct=ct)]
+        jobs = [Job(source, output, _path(args.stl), _path(args.preview), ct=ct, confidence=_path(args.confidence))]
         keep_going, resume = False, False  # one file: always (re)design it, as asked
     run_jobs(
         jobs, model_path=args.model, device=args.device, clearance_mm=args.clearance, overwrite=args.overwrite,
         resume=resume, report_path=_path(args.report), command=["pcc", *sys.argv[1:]], keep_going=keep_going,
         workers=args.workers,
     )
+
+
+def _make_folders(paths: list[str]) -> None:
+    """Create the missing folders of output files (as a folder run creates its output folders)."""
+    for path in paths:
+        folder = Path(path).parent
+        if not folder.is_dir():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise InputError(f"cannot create the output folder {folder} ({error.strerror}); choose another path") from None
 
 
 def _check_not_under_a_file(option: str, path: str | None) -> None:
@@ -157,14 +183,11 @@ def _demo(args: argparse.Namespace) -> None:
         raise InputError(f"{out_dir} is a file: give a folder for the demo's outputs")
     out_dir.mkdir(parents=True, exist_ok=True)
     output, stl, preview = out_dir / "implant.nrrd", out_dir / "implant.stl", out_dir / "preview.png"
-    start = time.perf_counter()
-    report = run_jobs([Job(EXAMPLE_DEFECTIVE, output, stl, preview)], model_path=None, device=args.device, resume=False,
-                      report_path=out_dir / "report.json", command=["pcc", "demo", *sys.argv[2:]])
-    elapsed = time.perf_counter() - start
-    timings = report.cases[0]["timings_s"]
+    run_jobs([Job(EXAMPLE_DEFECTIVE, output, stl, preview)], model_path=None, device=args.device, resume=False,
+             report_path=out_dir / "report.json", command=["pcc", "demo", *sys.argv[2:]])
     predicted, truth, defective = read_volume(output), read_volume(EXAMPLE_IMPLANT), read_volume(EXAMPLE_DEFECTIVE)
     scores = score_case(predicted.mask(), truth.mask(), defective.mask(), defective.spacing)
     print(f"example case {EXAMPLE_DEFECTIVE.name} (SkullFix, held out from training; CC BY-NC-SA 4.0)")
     print(f"implant: {output}   mesh: {stl}   preview: {preview}   report: {out_dir / 'report.json'}")
     print(f"DSC {scores.dsc:.4f}   bDSC {scores.bdsc:.4f}   HD95 {scores.hd95:.2f} mm   "
-          f"design {timings.get('design', 0.0):.1f} s   everything {elapsed:.1f} s")
+          f"(seconds per stage: {out_dir / 'report.json'}, timings_s)")

@@ -23,6 +23,7 @@ def design_implant(
     settings: DesignSettings | None = None,
     timings: dict[str, float] | None = None,
     cleanup: bool = True,
+    specks: dict[str, int] | None = None,
 ) -> Volume:
     """The implant (uint8 0/1 Volume on the input's grid) for a binary defective skull volume.
 
@@ -38,6 +39,8 @@ def design_implant(
             later_rounds_intact_bone_mm.
         timings: filled with seconds per stage (cloud, network, voxelize_cleanup; summed over rounds) when given.
         cleanup: join to the rim and drop fragments (False only for ablations).
+        specks: filled with the face-connected parts below settings.speck_mm3 dropped at the end
+            ("parts", "voxels") when given.
     """
     settings = settings if settings is not None else getattr(model, "settings", None) or DesignSettings()
     timings = timings if timings is not None else {}
@@ -57,6 +60,12 @@ def design_implant(
         if found is None or not found.any():
             break
         implant |= found
+    if cleanup:
+        from pcc.geometry.masks import drop_specks
+
+        implant, parts, voxels = drop_specks(implant, int(np.ceil(settings.speck_mm3 / defective.voxel_volume)))
+        if specks is not None:
+            specks.update(parts=parts, voxels=voxels)
     return defective.with_array(implant.view(np.uint8))  # bool → 0/1 without a copy
 
 
@@ -75,11 +84,11 @@ def implant_cloud(defective: Volume, model: CompletionModel, *, settings: Design
     settings = settings if settings is not None else model.settings
     timings = timings if timings is not None else {}
     start = time.perf_counter()
-    skull = volume_to_points(defective, SKULL_POINTS, seed=0, step=surface_step, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
+    skull = volume_to_points(defective, SKULL_POINTS, seed=settings.sampling_seed, step=surface_step, smoothing_voxels=NETWORK_SURFACE_SMOOTHING)
     timings["cloud"] = timings.get("cloud", 0.0) + time.perf_counter() - start
     start = time.perf_counter()
     cloud = predict_implant_cloud(model.global_net, model.local_net, skull.points, skull.normals, sizes=model.sizes,
-                                  settings=settings, bone=defective, other_guesses=other_guesses,
+                                  settings=settings, seed=settings.sampling_seed, bone=defective, other_guesses=other_guesses,
                                   intact_bone_mm=intact_bone_mm)
     timings["network"] = timings.get("network", 0.0) + time.perf_counter() - start
     return cloud

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pcc.design.assessment import SHIPPED_TRUST, TrustModel, load_trust_model
 from pcc.design.settings import DesignSettings
 from pcc.errors import InputError
 from pcc.learning.network_inputs import SampleSizes
@@ -33,6 +34,7 @@ class CompletionModel:
     sizes: SampleSizes = field(default_factory=SampleSizes)
     metadata: dict = field(default_factory=dict)
     settings: DesignSettings = field(default_factory=DesignSettings)
+    trust: TrustModel = field(default_factory=TrustModel)
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
@@ -55,7 +57,10 @@ def resolve_device(requested: str = "auto") -> torch.device:
 
 
 def load_model(path: str | Path | None = None, *, device: str = "auto") -> CompletionModel:
-    """Load shipped weights (path None) or a training checkpoint (.ckpt) / exported .pt file, offline."""
+    """Load shipped weights (path None) or a training checkpoint (.ckpt) / exported .pt file, offline.
+
+    The model's trust model (pcc.design.assessment) is WEIGHTS_trust.json beside the weights when there is
+    one, else the shipped weights' (fitted for those: for other weights its figures are only indicative)."""
     source = Path(path) if path is not None else SHIPPED_WEIGHTS
     if not source.is_file():
         raise InputError(f"model file {source} not found; give --model PATH of a pcc checkpoint")
@@ -89,7 +94,19 @@ def load_model(path: str | Path | None = None, *, device: str = "auto") -> Compl
         raise InputError(f"{source}: its design settings cannot be read ({error}); use a newer pcc or export the "
                          "weights again") from None
     return CompletionModel(nets["global_net"], nets["local_net"], target, source, sizes,
-                           checkpoint.get("pcc_metadata", {}), settings)
+                           checkpoint.get("pcc_metadata", {}), settings, _trust_for(source))
+
+
+def _trust_for(weights: Path) -> TrustModel:
+    """The trust model fitted for these weights (WEIGHTS_trust.json beside them), else the shipped weights' one."""
+    own = weights.with_name(f"{weights.stem}_trust.json")
+    path = own if own.is_file() else SHIPPED_TRUST
+    if not path.is_file():
+        return TrustModel()
+    try:
+        return load_trust_model(path)
+    except (OSError, ValueError, TypeError) as error:
+        raise InputError(f"{path}: the trust model cannot be read ({error}); restore it from pcc's release") from None
 
 
 def _instantiate(spec: dict) -> nn.Module:

@@ -51,7 +51,10 @@ def predict_implant_cloud(
     bone: the defective skull volume; defects on intact bone (is_intact_bone with intact_bone_mm,
     default settings.intact_bone_mm) are dropped (None keeps every defect);
     other_guesses: when every defect of the most central guess is intact bone, try the other guesses,
-    most central first, each farther than settings.defect_gap_mm from those tried, until one is not.
+    most central first, until one is not; a guess is skipped only when it starts within
+    settings.defect_gap_mm of where a rejected local stage ended (it would end there too). Where a guess
+    began says little: a guess 12 mm off the hole can lead the frame refinements onto intact bone while
+    one 5 mm off finds the hole, so guesses near a rejected start are still tried (no silent misses).
     A local_net with prior=True gets sizes.prior_input points of the skull's mirror image, aligned on the
     whole skull once and around each frame again (pcc.geometry.symmetry), cropped like its skull input.
     """
@@ -84,9 +87,10 @@ def predict_implant_cloud(
         prior = np.stack([crop_and_sample(points, normals, frame, sizes.prior_input, rng) for _ in range(passes)])
         return torch.from_numpy((prior * flip).astype(np.float32)).to(device)
 
-    def local_stage(guess: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(points, normals) in world mm of each defect of one global guess that is not intact bone."""
-        found = []
+    def local_stage(guess: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.ndarray]]:
+        """(points, normals) in world mm of each defect of one global guess that is not intact bone, and
+        the centres (world mm) where the local predictions of the rejected ones ended."""
+        found, rejected = [], []
         for defect in split_defects(guess, gap_mm=settings.defect_gap_mm, min_fraction=settings.min_defect_fraction):
             frame = defect_frame(defect)
             for _ in range(settings.frame_refinements + 1):  # each local prediction re-centres the frame on the hole
@@ -98,17 +102,18 @@ def predict_implant_cloud(
                 frame = defect_frame(predicted)
             if bone is None or not is_intact_bone(predicted, bone, intact_bone_mm):
                 found.append((predicted, (fine_normals.double().cpu().numpy() * flip[:, :, :3]).reshape(-1, 3)))
-        return found
+            else:
+                rejected.append(predicted.mean(axis=0))
+        return found, rejected
 
-    found = local_stage(candidates[order[0]])
+    found, ends = local_stage(candidates[order[0]])
     if not found and bone is not None and other_guesses:
-        tried = [candidates[order[0]].mean(axis=0)]
         for index in order[1:]:
             centre = candidates[index].mean(axis=0)
-            if min(np.linalg.norm(centre - t) for t in tried) < settings.defect_gap_mm:
+            if ends and min(np.linalg.norm(centre - end) for end in ends) < settings.defect_gap_mm:
                 continue
-            tried.append(centre)
-            found = local_stage(candidates[index])
+            found, rejected = local_stage(candidates[index])
+            ends += rejected
             if found:
                 break
     if not found:

@@ -8,7 +8,7 @@
 A weights file carries the settings it was measured with (`pcc_settings`; pcc.design.load_model
 reads them, defaults where a field is missing), and every `pcc implant --report` records the settings
 that designed its implants, so a figure can always be tied to the settings that made it. Fixed parts
-of the method stay beside their code: the sampling seed (0), the fragment rule (a tenth of the
+of the method stay beside their code: the fragment rule (a tenth of the
 largest part, pcc.geometry.masks.drop_fragments), the intact-bone majority (half the points) and the
 surface step's neighbourhood (48 points, at least 6). The comments
 give the measurement behind each default ("validation" is the development split: the 10 held-out
@@ -25,6 +25,10 @@ from typing import Any
 class DesignSettings:
     """Settings of pcc.design.design_implant (lengths in world mm, volumes in mm³)."""
 
+    # Seed of the design's random draws: the skull's surface sample and the networks' input samples.
+    # The same seed gives the same implant; pcc.design.assessment designs again with other seeds to see
+    # how much the implant depends on them.
+    sampling_seed: int = 0
     # Resamplings of the local input whose predictions are merged (more points, less noise).
     local_passes: int = 4
     # The global stage runs on this many resamplings of the skull; the prediction that agrees best with
@@ -94,6 +98,11 @@ class DesignSettings:
     # along intact bone. Bilateral 048: DSC 0.678 → 0.703, HD95 24 → 9.6 mm; parietotemporal 096:
     # 0.699 → 0.727; the 10 real cases changed by at most 0.001 DSC.
     sliver_mm: float = 1.0
+    # Face-connected parts of the finished implant smaller than this are dropped from it (so the volume, the
+    # STL and the report describe one solid): stray voxels the clean-up leaves beside the body. The example
+    # case had 35 such parts of 1–6 voxels (0.0004–0.003 cm³); 0.1 cm³ is far below any defect's implant
+    # (a burr hole's is about 1 cm³).
+    speck_mm3: float = 100.0
     # An implant below both floors is no implant (the input most likely has no defect): 1 cm³ is a disc
     # of 15 mm across in 6 mm bone (a burr hole); 0.5 % of the skull's bone is 2–3.5 cm³ on SkullFix
     # skulls, whose implants are 30–65 cm³ and whose smallest synthetic defects still take about 7 cm³.

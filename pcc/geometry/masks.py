@@ -117,6 +117,19 @@ def drop_slivers(mask: np.ndarray, radius: int) -> np.ndarray:
     return mask & ndimage.binary_dilation(body, structure=_structure(1), iterations=2 * radius)
 
 
+def drop_specks(mask: np.ndarray, min_voxels: int) -> tuple[np.ndarray, int, int]:
+    """(mask without its face-connected parts of fewer than min_voxels voxels, parts dropped, voxels dropped)."""
+    if not mask.any():
+        return mask, 0, 0
+    labels, sizes, box = label_components(mask, connectivity=1)
+    small = (sizes < min_voxels) & (sizes > 0)
+    if not small.any():
+        return mask, 0, 0
+    out = mask.copy()
+    out[box] &= ~small[labels]
+    return out, int(small.sum()), int(sizes[small].sum())
+
+
 def drop_fragments(mask: np.ndarray) -> np.ndarray:
     """Keep the 26-connected components with at least a tenth of the largest one's voxels."""
     return keep_large_components(mask, keep_fraction=0.1, connectivity=3)

@@ -35,7 +35,11 @@ def is_volume_path(path: str | os.PathLike) -> bool:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (same suffix); rename it onto `path` on success."""
+    """Yield a temporary path beside `path` (same suffix); rename it onto `path` on success.
+
+    The file gets the mode a plain `open` would give it (0666 less the umask: 0644 under the usual 022),
+    not the temporary file's private 0600, so the other members of a group can read what pcc wrote.
+    """
     target = Path(path)
     if not target.parent.is_dir():
         raise InputError(f"output folder {target.parent} does not exist: create it or choose another path")
@@ -47,9 +51,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process's umask (read from /proc when it can be, which leaves it untouched; else set and restored)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_volume(path: str | os.PathLike) -> Volume:
@@ -126,10 +145,16 @@ def _read_nifti(path: Path) -> Volume:
     return Volume(np.asarray(array), affine[:3, :3].T.copy(), affine[:3, 3].copy(), "left-posterior-superior", header)
 
 
-def write_volume(path: str | os.PathLike, volume: Volume) -> None:
-    """Write a binary volume as uint8 0/1 (gzip NRRD or NIfTI), keeping the input's exact geometry."""
+def write_volume(path: str | os.PathLike, volume: Volume, *, binary: bool = True) -> None:
+    """Write a volume as uint8 (gzip NRRD or NIfTI), keeping the input's exact geometry: a mask as 0/1
+    (binary=True, nonzero → 1), or a uint8 array's values as they are (binary=False, e.g. percent maps)."""
     # Fortran order is NRRD's (x fastest): pynrrd then writes the bytes without a transposing copy.
-    data = np.asfortranarray((np.asarray(volume.array) != 0).view(np.uint8))
+    if binary:
+        data = np.asfortranarray((np.asarray(volume.array) != 0).view(np.uint8))
+    elif volume.array.dtype == np.uint8:
+        data = np.asfortranarray(volume.array)
+    else:
+        raise ValueError(f"write_volume(binary=False) writes uint8 arrays, got {volume.array.dtype}")
     suffix = volume_suffix(path)
     if suffix not in VOLUME_SUFFIXES:
         raise InputError(f"{path}: output must end in .nrrd, .nii or .nii.gz")

@@ -7,7 +7,8 @@
 A case is finished when every output it asks for exists. Every file is written atomically (a
 temporary file renamed into place), so an interrupted run leaves no half-written file and the next
 run redoes only what is missing: cases whose implant volume exists but whose STL or preview does not
-are completed from that volume without running the network again. The model is loaded once, and
+are completed from that volume without designing it again (its assessment, pcc.design.assessment,
+still runs the extra design it compares the volume with). The model is loaded once, and
 only if some case needs it.
 """
 
@@ -55,6 +56,7 @@ class Job:
     stl: Path | None = None
     preview: Path | None = None
     ct: CtInput | None = None
+    confidence: Path | None = None
 
     @property
     def name(self) -> str:
@@ -63,7 +65,7 @@ class Job:
         return self.source.name[: -len(volume_suffix(self.source))] or self.source.name
 
     def outputs(self) -> list[Path]:
-        return [p for p in (self.output, self.stl, self.preview) if p is not None]
+        return [p for p in (self.output, self.stl, self.preview, self.confidence) if p is not None]
 
     def finished(self) -> bool:
         return all(p.is_file() for p in self.outputs())
@@ -76,8 +78,10 @@ def folder_inputs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and is_volume_path(p) and not p.name.startswith("."))
 
 
-def plan_folder(source: Path, out_dir: Path, *, stl_dir: Path | None = None, preview_dir: Path | None = None) -> list[Job]:
-    """Jobs for every volume of a folder: same file names in out_dir, <name>.stl / <name>.png beside."""
+def plan_folder(source: Path, out_dir: Path, *, stl_dir: Path | None = None, preview_dir: Path | None = None,
+                confidence_dir: Path | None = None) -> list[Job]:
+    """Jobs for every volume of a folder: same file names in out_dir (and confidence_dir), <name>.stl /
+    <name>.png beside."""
     inputs = folder_inputs(source)
     if not inputs:
         from pcc.io.dicom import list_series
@@ -90,7 +94,8 @@ def plan_folder(source: Path, out_dir: Path, *, stl_dir: Path | None = None, pre
         job = Job(path, out_dir / path.name)
         jobs.append(Job(path, out_dir / path.name,
                         stl_dir / f"{job.name}.stl" if stl_dir else None,
-                        preview_dir / f"{job.name}.png" if preview_dir else None))
+                        preview_dir / f"{job.name}.png" if preview_dir else None,
+                        confidence=confidence_dir / path.name if confidence_dir else None))
     return jobs
 
 
@@ -165,7 +170,7 @@ def run_jobs(
         return state["model"]
 
     todo = [job for job in jobs if overwrite or not resume or not job.finished()]
-    needs_model = [job for job in todo if overwrite or not resume or not job.output.is_file()]
+    needs_model = todo  # every designed case is also assessed (pcc.design.assessment), which runs the networks
     checked: dict[Path, Any] = {}
     single = needs_model[0] if len(needs_model) == 1 and not keep_going else None
     if single is not None:
@@ -189,6 +194,14 @@ def run_jobs(
         report.header["model_load_s"] = round(state["load_s"], 3)
     failures: list[tuple[Job, BaseException]] = []
     bar = tqdm(total=len(jobs), desc="implants", unit="case", file=log, disable=None if len(jobs) > 1 else True, dynamic_ncols=True)
+
+    finished = [0]  # cases done, skipped or failed so far (the bar does not count when it is off, as in a log)
+
+    def progress() -> str:
+        """Count one more finished case; '[i/N] ' to put before its line in a folder run, '' for one case."""
+        finished[0] += 1
+        return f"[{finished[0]}/{len(jobs)}] " if len(jobs) > 1 else ""
+
     to_design = []
     for job in jobs:
         if resume and not overwrite and job.finished():
@@ -197,8 +210,8 @@ def run_jobs(
             if job.name in previous:
                 record["previous_run"] = previous[job.name]
             report.add_case(record)
-            tqdm.write(f"{job.name}: skipped, outputs exist", file=log)
             bar.update()
+            tqdm.write(f"{progress()}{job.name}: skipped, outputs exist", file=log)
         else:
             to_design.append(job)
     options = dict(clearance_mm=clearance_mm, reuse_volume=resume and not overwrite, with_thickness=report_path is not None)
@@ -206,24 +219,40 @@ def run_jobs(
         results = _design_in_workers(to_design, workers, model_path, device, options)
     else:
         results = ((job, _design_or_error(job, model, options, checked.pop(job.source, None))) for job in to_design)
-    for job, outcome in results:
-        bar.update()
-        if isinstance(outcome, BaseException):
-            if not keep_going:
-                raise outcome
-            failures.append((job, outcome))
-            kind = "bad input" if isinstance(outcome, InputError) else f"internal error {type(outcome).__name__}"
-            report.add_case({"case": job.name, "input": str(job.source), "status": "failed", "error": f"{kind}: {outcome}",
-                             "traceback": None if isinstance(outcome, InputError) else
-                             "".join(traceback.format_exception(outcome, limit=5))})
-            tqdm.write(f"{job.name}: FAILED ({kind}: {outcome})", file=log)
-        else:
-            report.add_case(outcome)
-            tqdm.write(_case_line(outcome), file=log)
-            for warning in outcome["warnings"]:
-                tqdm.write(f"{job.name}: warning: {warning}", file=log)
+    existed = {path for job in to_design for path in job.outputs() if path.exists()}
+    try:
+        for job, outcome in results:
+            bar.update()
+            if isinstance(outcome, BaseException):
+                if not keep_going:
+                    raise outcome
+                failures.append((job, outcome))
+                kind = "bad input" if isinstance(outcome, InputError) else f"internal error {type(outcome).__name__}"
+                report.add_case({"case": job.name, "input": str(job.source), "status": "failed", "error": f"{kind}: {outcome}",
+                                 "traceback": None if isinstance(outcome, InputError) else
+                                 "".join(traceback.format_exception(outcome, limit=5))})
+                tqdm.write(f"{progress()}{job.name}: FAILED ({kind}: {outcome})", file=log)
+            else:
+                report.add_case(outcome)
+                tqdm.write(progress() + _case_line(outcome), file=log)
+                for warning in outcome["warnings"]:
+                    tqdm.write(f"{job.name}: warning: {warning}", file=log)
+            if report_path is not None:
+                report.write(report_path)
+    except KeyboardInterrupt:
+        # Stop the workers first (closing the generator terminates its pool), then remove the files of every case
+        # the report does not list (a worker may have finished one that was never received), and save the report.
+        if hasattr(results, "close"):
+            results.close()
+        done = {case["case"] for case in report.cases if case.get("status") == "done"}
+        for job in to_design:
+            if job.name not in done:
+                for path in job.outputs():
+                    if path not in existed:
+                        path.unlink(missing_ok=True)
         if report_path is not None:
             report.write(report_path)
+        raise
     bar.close()
     if report_path is not None:
         report.write(report_path)
@@ -231,8 +260,11 @@ def run_jobs(
         summary = report.summary()
         mean = f", {summary['mean_time_s']:.1f} s per case" if summary["mean_time_s"] is not None else ""
         print(f"done: {summary['done']} designed, {summary['skipped']} skipped (outputs existed), "
-              f"{summary['failed']} failed, {summary['warnings']} warnings{mean}"
+              f"{summary['failed']} failed, {_count(summary['warnings'], 'warning')}{mean}"
               + (f"; report {report_path}" if report_path else ""), file=log)
+        flagged = [case["case"] for case in report.cases if case.get("quality", {}).get("review")]
+        if flagged:
+            print(f"review {_count(len(flagged), 'design')} before use: {', '.join(flagged)}", file=log)
     if failures:
         names = ", ".join(job.name for job, _ in failures)
         if any(not isinstance(error, InputError) for _, error in failures):
@@ -297,31 +329,41 @@ def _design_or_error(job: Job, model, options: dict[str, Any], defective=None) -
 _WORKER_MODEL: dict[str, Any] = {}
 
 
+def _stop_on_signal(signum, frame) -> None:
+    """A worker's SIGTERM/SIGINT handler: stop the case at hand like Ctrl-C (design_case removes its new files)."""
+    raise KeyboardInterrupt
+
+
 def _load_worker_model(model_path: str | Path | None, device: str) -> None:
-    """Worker process start: load the model once (torch on one thread per worker)."""
+    """Worker process start: stop cleanly on SIGTERM or SIGINT, load the model once (torch on one thread)."""
+    import signal
+
     import torch
 
     from pcc.design import load_model
 
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGINT, _stop_on_signal)
     torch.set_num_threads(1)
     _WORKER_MODEL["model"] = load_model(model_path, device=device)
 
 
-def _design_in_worker(job: Job, options: dict[str, Any]) -> dict[str, Any] | BaseException:
-    return _design_or_error(job, lambda: _WORKER_MODEL["model"], options)
+def _design_in_worker(task: tuple[Job, dict[str, Any]]) -> tuple[Job, dict[str, Any] | BaseException]:
+    job, options = task
+    return job, _design_or_error(job, lambda: _WORKER_MODEL["model"], options)
 
 
 def _design_in_workers(jobs: list[Job], workers: int, model_path, device: str, options: dict[str, Any]):
-    """(job, record or exception) as the worker processes finish them (spawned: safe with CUDA)."""
+    """(job, record or exception) as the worker processes finish them (spawned: safe with CUDA).
+
+    When the caller stops early (Ctrl-C, an error), leaving the `with` terminates the pool: every worker
+    gets SIGTERM, stops its case and removes that case's new files (design_case), so nothing is written
+    that the report does not list."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_load_worker_model,
-                             initargs=(model_path, device)) as pool:
-        futures = {pool.submit(_design_in_worker, job, options): job for job in jobs}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+    with context.Pool(min(workers, len(jobs)), initializer=_load_worker_model, initargs=(model_path, device)) as pool:
+        yield from pool.imap_unordered(_design_in_worker, [(job, options) for job in jobs])
 
 
 def read_skull(job: Job):
@@ -357,14 +399,27 @@ def read_skull(job: Job):
     return ct.with_array(skull.astype("uint8")), scan_warnings(ct, skull)
 
 
-def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: bool = True,
-                with_thickness: bool = True, defective: tuple[tuple[Any, list[str]], float] | None = None) -> dict[str, Any]:
+def design_case(job: Job, model, **options) -> dict[str, Any]:
     """Design one case and write its outputs; returns its report record (status 'done').
 
-    `model` is a callable returning the loaded model (called only when the network must run).
-    With reuse_volume, an existing implant volume is read instead of designed again.
-    `defective`: (read_skull's result for the job, seconds it took), or None to read it here.
+    `model` is a callable returning the loaded model; options: those of _design_case (clearance_mm,
+    reuse_volume, with_thickness, defective). When the case is interrupted (Ctrl-C, or SIGTERM in a worker),
+    the outputs it had written so far are removed, so every file on disk belongs to a case the report lists.
     """
+    existed = {path for path in job.outputs() if path.exists()}
+    try:
+        return _design_case(job, model, **options)
+    except (KeyboardInterrupt, SystemExit):
+        for path in job.outputs():
+            if path not in existed:
+                path.unlink(missing_ok=True)
+        raise
+
+
+def _design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: bool = True,
+                 with_thickness: bool = True, defective: tuple[tuple[Any, list[str]], float] | None = None) -> dict[str, Any]:
+    """design_case's work. With reuse_volume, an existing implant volume is read instead of designed again.
+    `defective`: (read_skull's result for the job, seconds it took), or None to read it here."""
     import numpy as np
 
     from pcc.io import read_volume, write_volume
@@ -382,6 +437,7 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         (defective, input_warnings), timings["read"] = defective
     warnings.extend(input_warnings)
     reused = reuse_volume and job.output.is_file()
+    specks: dict[str, int] = {}
     if reused:
         start = time.perf_counter()
         implant = read_volume(job.output)
@@ -393,7 +449,7 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         stages: dict[str, float] = {}
         start = time.perf_counter()
         settings = model().settings
-        implant = design_implant(defective, model(), settings=settings, timings=stages)
+        implant = design_implant(defective, model(), settings=settings, timings=stages, specks=specks)
         timings["design"] = time.perf_counter() - start
         timings.update({f"design.{k}": v for k, v in stages.items()})
         start = time.perf_counter()
@@ -414,6 +470,19 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         "grid": {"shape": list(implant.shape), "spacing_mm": implant.spacing.round(6).tolist(), "space": implant.space},
         "implant": {"voxels": voxels, "volume_mm3": voxels * implant.voxel_volume},
     }
+    if specks:
+        record["implant"]["specks_removed"] = specks  # stray parts below settings.speck_mm3, counted, not warned about
+    start = time.perf_counter()
+    from pcc.design.assessment import assess_design
+
+    assessment = assess_design(defective, implant, model(), settings=model().settings, trust=getattr(model(), "trust", None))
+    record["quality"] = assessment.quality
+    record["trust_signals"] = {k: round(v, 4) for k, v in assessment.signals.items()}
+    timings["assess"] = time.perf_counter() - start
+    if job.confidence is not None:
+        start = time.perf_counter()
+        write_volume(job.confidence, assessment.confidence, binary=False)
+        timings["write_confidence"] = time.perf_counter() - start
     negligible = no_defect_warning(implant, defective, settings)
     if negligible is not None:
         warnings.append(negligible + (" (the implant is empty: no STL written)" if voxels == 0 else ""))
@@ -437,9 +506,10 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         if not checks["ok"]:
             warnings.append(f"the printable mesh failed a check: {checks}")
         kept = int(largest_component(mask, connectivity=1).sum())
-        if kept < voxels:
-            warnings.append(f"the implant has several parts: the STL holds the largest, {kept} of {voxels} voxels "
-                            f"({100 * kept / voxels:.1f}%)")
+        if kept < voxels:  # the other parts are at least settings.speck_mm3 each (smaller ones were dropped)
+            left = (voxels - kept) * implant.voxel_volume / 1000
+            warnings.append(f"the implant has several parts: the STL holds the largest ({kept * implant.voxel_volume / 1000:.1f} cm³); "
+                            f"{left:.2f} cm³ in other parts is in the volume only: check them in the preview")
         if clearance_mm > 0:
             record["mesh"]["clearance_removed_mm3"] = (voxels - int(solid.sum())) * implant.voxel_volume
         if job.stl is not None:
@@ -467,7 +537,10 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
             lines.append(f"area {i['area_mm2'] / 100:.1f} cm²")
         if clearance_mm > 0:
             lines.append(f"clearance {clearance_mm:g} mm")
-        render_preview(defective, implant, job.preview, title=job.name, implant_mesh=mesh, lines=lines)
+        quality = assessment.quality
+        lines.append(f"expected DSC {quality['expected_dsc']:.2f}" + ("  REVIEW" if quality["review"] else ""))
+        render_preview(defective, implant, job.preview, title=job.name, implant_mesh=mesh, lines=lines,
+                       notes=quality["reasons"], confidence=assessment.confidence)
         timings["preview"] = time.perf_counter() - start
     timings["total"] = time.perf_counter() - total
     record["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
@@ -500,7 +573,15 @@ def _case_line(record: dict[str, Any]) -> str:
         parts.append("STL ok" if record["mesh"]["ok"] else "STL CHECK FAILED")
     design = f"design {timings['design']:.1f} s, " if "design" in timings else "volume reused, "
     parts.append(f"{design}total {timings['total']:.1f} s → {record['outputs']['volume']}")
-    return "  ".join(parts)
+    line = "  ".join(parts)
+    quality = record.get("quality")
+    if quality is not None:
+        if quality["review"]:
+            reason = quality["reasons"][0] if quality["reasons"] else "check the design"
+            line += f"\n{record['case']}: review: {reason}"
+        else:
+            line += f"  expected DSC {quality['expected_dsc']:.2f}"
+    return line
 
 
 def _previous_cases(path: Path) -> dict[str, Any]:
@@ -517,6 +598,11 @@ def _previous_cases(path: Path) -> dict[str, Any]:
         return cases
     except Exception:  # no report yet, or not ours: nothing to carry over
         return {}
+
+
+def _count(number: int, noun: str) -> str:
+    """'1 warning', '2 warnings'."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _str(path: Path | None) -> str | None:

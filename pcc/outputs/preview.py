@@ -36,7 +36,7 @@ class ShadedMesh:
     vertices: np.ndarray  # (V, 3) world mm
     faces: np.ndarray  # (F, 3)
     normals: np.ndarray  # (V, 3) unit outward vertex normals
-    colour: np.ndarray  # (3,) RGB in [0, 1]
+    colour: np.ndarray  # (3,) RGB in [0, 1], or (V, 3): one per vertex
 
 
 def render_preview(
@@ -47,6 +47,8 @@ def render_preview(
     title: str | None = None,
     implant_mesh=None,
     lines: list[str] | None = None,
+    notes: list[str] | None = None,
+    confidence: Volume | None = None,
 ) -> None:
     """Write a PNG (atomically): top, side (the defect's side), front and defect-facing 3-D views of
     the skull with the implant in blue, and axial, coronal and sagittal slices through the defect.
@@ -58,6 +60,10 @@ def render_preview(
         title: heading (e.g. the case name).
         implant_mesh: the printable trimesh of the implant when already made (saves its time).
         lines: extra text lines under the title (e.g. volume and thickness).
+        notes: lines in orange under those (e.g. the reasons to review the design).
+        confidence: the implant's confidence map (uint8 percent, same grid): the implant is then coloured by it
+            (blue where sure, through yellow, to red where unsure), with a legend; its 3-D surface takes
+            the confidence 1 mm inside it (on the surface itself every design's edge blurs it to about 50 %).
     """
     import matplotlib
 
@@ -79,7 +85,12 @@ def render_preview(
             from pcc.outputs.printing import printable_mesh
 
             implant_mesh = printable_mesh(implant)
-        meshes.append(_shaded(np.asarray(implant_mesh.vertices), np.asarray(implant_mesh.faces), IMPLANT))
+        vertices, faces = np.asarray(implant_mesh.vertices), np.asarray(implant_mesh.faces)
+        shaded = _shaded(vertices, faces, IMPLANT)
+        if confidence is not None:
+            inside = _sample(confidence, vertices - shaded.normals * 1.0)
+            shaded = ShadedMesh(shaded.vertices, shaded.faces, shaded.normals, confidence_colours(inside / 100.0))
+        meshes.append(shaded)
     views = _views(skull_mesh, meshes[1] if has_implant else None)
 
     figure = plt.figure(figsize=(16, 9.4), dpi=100, facecolor=BACKGROUND[0])
@@ -90,7 +101,7 @@ def render_preview(
         axis.imshow(render(meshes, forward, up, pixels=VIEW_PIXELS), interpolation="lanczos")
         _label(axis, name)
     slice_grid = grid[1, :].subgridspec(1, 3, wspace=0.04)
-    for column, (name, image, extent) in enumerate(_slices(defective, implant)):
+    for column, (name, image, extent) in enumerate(_slices(defective, implant, confidence)):
         axis = figure.add_subplot(slice_grid[0, column])
         axis.imshow(image, extent=extent, interpolation="nearest")
         _label(axis, name)
@@ -98,11 +109,36 @@ def render_preview(
     figure.text(0.012, 0.965, heading, color="white", fontsize=17, fontweight="bold", va="center")
     info = lines if lines is not None else _default_lines(implant)
     figure.text(0.012, 0.928, "    ".join(info), color="#c9d1d9", fontsize=11.5, va="center")
+    if notes:
+        figure.text(0.012, 0.898, "    ".join(notes), color="#ffa657", fontsize=11.5, va="center")
     figure.text(0.988, 0.965, "bone", color=BONE, fontsize=12, ha="right", va="center", fontweight="bold")
-    figure.text(0.945, 0.965, "implant", color=IMPLANT, fontsize=12, ha="right", va="center", fontweight="bold")
+    if confidence is None:
+        figure.text(0.945, 0.965, "implant", color=IMPLANT, fontsize=12, ha="right", va="center", fontweight="bold")
+    else:
+        for offset, percent in enumerate((90, 70, 50)):
+            figure.text(0.945 - 0.035 * offset, 0.965, f"{percent}%", color=confidence_colours(np.array([percent / 100]))[0],
+                        fontsize=12, ha="right", va="center", fontweight="bold")
+        figure.text(0.840, 0.965, "implant confidence", color="#c9d1d9", fontsize=12, ha="right", va="center")
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", facecolor=figure.get_facecolor())
     plt.close(figure)
+
+
+def confidence_colours(probability: np.ndarray) -> np.ndarray:
+    """(N, 3) RGB of probabilities (N,) 0..1: red at 0.5 and below, yellow at 0.7, the implant's blue from 0.9."""
+    stops = np.array([0.5, 0.7, 0.9])
+    colours = np.array([[0.92, 0.26, 0.20], [0.98, 0.82, 0.25], IMPLANT])
+    p = np.clip(np.asarray(probability, dtype=np.float64), stops[0], stops[-1])
+    return np.column_stack([np.interp(p, stops, colours[:, c]) for c in range(3)])
+
+
+def _sample(volume: Volume, points: np.ndarray) -> np.ndarray:
+    """Values (float) of the volume's voxels nearest to world-mm points (N, 3); 0 off the grid."""
+    index = np.rint(volume.world_to_index(points)).astype(int)
+    inside = np.all((index >= 0) & (index < volume.shape), axis=1)
+    values = np.zeros(len(points))
+    values[inside] = volume.array[tuple(index[inside].T)]
+    return values
 
 
 def _default_lines(implant: Volume) -> list[str]:
@@ -222,7 +258,7 @@ def render(meshes: list[ShadedMesh], forward, up, *, pixels: int = VIEW_PIXELS, 
         corners = mesh.faces[tri]
         normal = np.einsum("ij,ijk->ik", bary, mesh.normals[corners])
         image_normal[pix] = normal
-        image_colour[pix] = mesh.colour
+        image_colour[pix] = mesh.colour if mesh.colour.ndim == 1 else np.einsum("ij,ijk->ik", bary, mesh.colour[corners])
         image_depth[pix] = z
     covered = np.isfinite(image_depth)
     rgb = _shade(image_normal[covered], image_colour[covered], image_depth[covered], forward, up, right, near, far)
@@ -321,11 +357,13 @@ def _orient(array: np.ndarray, order: list[int], flips: list[bool]) -> np.ndarra
     return array[tuple(slice(None, None, -1) if f else slice(None) for f in flips)]
 
 
-def _slices(defective: Volume, implant: Volume):
-    """(name, RGB image, extent mm) of axial, coronal and sagittal slices through the defect."""
+def _slices(defective: Volume, implant: Volume, confidence: Volume | None = None):
+    """(name, RGB image, extent mm) of axial, coronal and sagittal slices through the defect (the implant
+    coloured by confidence when it is given)."""
     order, flips, spacing = _canonical(defective)
     skull = _orient(defective.mask(), order, flips)
     part = _orient(implant.mask(), order, flips)
+    sure = _orient(confidence.array, order, flips) if confidence is not None else None
     focus = part if part.any() else skull
     nonzero = np.argwhere(focus)
     lower, upper = nonzero.min(axis=0), nonzero.max(axis=0) + 1
@@ -339,27 +377,47 @@ def _slices(defective: Volume, implant: Volume):
         a, b = lower[axis] + (upper[axis] - lower[axis]) // 4, lower[axis] + 3 * (upper[axis] - lower[axis]) // 4 + 1
         return int(a + np.argmax(counts[a:b]))
 
+    def cut(array, index):
+        return None if array is None else array[index]
+
     out = []
     # axial: looking from the feet (radiological): anterior up, patient's left on the image's right
     k = pick(2)
-    out.append((f"axial slice {k}", _overlay(skull[lo[0]:hi[0], lo[1]:hi[1], k].T, part[lo[0]:hi[0], lo[1]:hi[1], k].T),
+    axial = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), k)
+    out.append((f"axial slice {k}", _overlay(skull[axial].T, part[axial].T, _t(cut(sure, axial))),
                 (0, (hi[0] - lo[0]) * spacing[0], (hi[1] - lo[1]) * spacing[1], 0)))
     # coronal: superior up, patient's left on the right
     j = pick(1)
-    out.append((f"coronal slice {j}", _overlay(skull[lo[0]:hi[0], j, lo[2]:hi[2]].T[::-1], part[lo[0]:hi[0], j, lo[2]:hi[2]].T[::-1]),
+    coronal = (slice(lo[0], hi[0]), j, slice(lo[2], hi[2]))
+    out.append((f"coronal slice {j}", _overlay(skull[coronal].T[::-1], part[coronal].T[::-1], _t(cut(sure, coronal), True)),
                 (0, (hi[0] - lo[0]) * spacing[0], 0, (hi[2] - lo[2]) * spacing[2])))
     # sagittal: superior up, anterior on the left
     i = pick(0)
-    out.append((f"sagittal slice {i}", _overlay(skull[i, lo[1]:hi[1], lo[2]:hi[2]].T[::-1], part[i, lo[1]:hi[1], lo[2]:hi[2]].T[::-1]),
+    sagittal = (i, slice(lo[1], hi[1]), slice(lo[2], hi[2]))
+    out.append((f"sagittal slice {i}", _overlay(skull[sagittal].T[::-1], part[sagittal].T[::-1], _t(cut(sure, sagittal), True)),
                 (0, (hi[1] - lo[1]) * spacing[1], 0, (hi[2] - lo[2]) * spacing[2])))
     return out
 
 
-def _overlay(skull: np.ndarray, implant: np.ndarray) -> np.ndarray:
+def _t(array: np.ndarray | None, flip: bool = False) -> np.ndarray | None:
+    """A slice transposed (and flipped upside down) like the masks it is drawn with; None stays None."""
+    if array is None:
+        return None
+    return array.T[::-1] if flip else array.T
+
+
+def _overlay(skull: np.ndarray, implant: np.ndarray, confidence: np.ndarray | None = None) -> np.ndarray:
+    """RGB slice: bone, the implant (coloured by confidence, percent, when given) and its outline."""
     image = np.zeros(skull.shape + (3,))
     image[:] = np.array([0.05, 0.06, 0.07])
     image[skull] = BONE * 0.92
-    image[implant] = IMPLANT
+    if confidence is None:
+        image[implant] = IMPLANT
+    else:
+        # the implant by its confidence; outside it, voxels the designs gave 30 % or more, dimmed
+        shown = implant | (confidence >= 30) & ~skull
+        colours = confidence_colours(confidence[shown] / 100.0)
+        image[shown] = np.where(implant[shown][:, None], colours, 0.55 * colours)
     edge = implant & ~ndimage.binary_erosion(implant)
-    image[edge] = np.clip(IMPLANT * 1.3, 0, 1)
+    image[edge] = np.clip(IMPLANT * 1.3, 0, 1) if confidence is None else np.array([0.85, 0.92, 1.0])
     return image
