@@ -73,7 +73,7 @@ def test_designs_that_part_lower_the_confidence_where_they_part_and_say_where():
 
 def test_a_low_expected_dsc_flags_the_design_for_review_with_its_reason_first():
     defective, implant = _grid(DEFECTIVE), _grid(TRUTH)
-    strict = TrustModel(quality_intercept=0.0, quality_coefficients=(0.5, 0.0, 0.0, 0.0), review_below=0.9)
+    strict = TrustModel(quality_intercept=0.5, quality_coefficients=(0.0, 0.0), review_below=0.9)
     result = assess_design(defective, implant, None, settings=DesignSettings(), trust=strict, members=[TRUTH.copy()])
     assert result.quality["expected_dsc"] == 0.5 and result.quality["review"] is True
     assert result.quality["reasons"][0].startswith("expected DSC 0.50")

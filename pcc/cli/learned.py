@@ -121,6 +121,9 @@ def _implant(args: argparse.Namespace) -> None:
         if not is_volume_path(args.output):
             raise InputError(f"{args.output}: the implant output must end in .nrrd, .nii or .nii.gz")
         outputs = [p for p in (args.output, args.stl, args.preview, args.confidence) if p is not None]
+        for path in outputs:
+            if Path(path).exists() and Path(path).resolve() == source.resolve():
+                raise InputError(f"output {path} is the same file as the input {source}: choose another output path")
         existing = [p for p in outputs if Path(p).exists() and not Path(p).is_dir()]
         if existing and not args.overwrite:
             raise InputError(f"{', '.join(existing)} already exists: add --overwrite to replace it, or choose another path")

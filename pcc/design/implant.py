@@ -39,8 +39,8 @@ def design_implant(
             later_rounds_intact_bone_mm.
         timings: filled with seconds per stage (cloud, network, voxelize_cleanup; summed over rounds) when given.
         cleanup: join to the rim and drop fragments (False only for ablations).
-        specks: filled with the face-connected parts below settings.speck_mm3 dropped at the end
-            ("parts", "voxels") when given.
+        specks: filled with the face-connected parts below settings.speck_mm3 that the clean-up dropped
+            ("parts", "voxels", summed over the searches) when given.
     """
     settings = settings if settings is not None else getattr(model, "settings", None) or DesignSettings()
     timings = timings if timings is not None else {}
@@ -55,17 +55,11 @@ def design_implant(
                               other_guesses=not later,
                               intact_bone_mm=settings.later_rounds_intact_bone_mm if later else settings.intact_bone_mm)
         start = time.perf_counter()
-        found = implant_from_points(cloud, searched, settings=settings, cleanup=cleanup) if len(cloud) else None
+        found = implant_from_points(cloud, searched, settings=settings, cleanup=cleanup, specks=specks) if len(cloud) else None
         timings["voxelize_cleanup"] = timings.get("voxelize_cleanup", 0.0) + time.perf_counter() - start
         if found is None or not found.any():
             break
         implant |= found
-    if cleanup:
-        from pcc.geometry.masks import drop_specks
-
-        implant, parts, voxels = drop_specks(implant, int(np.ceil(settings.speck_mm3 / defective.voxel_volume)))
-        if specks is not None:
-            specks.update(parts=parts, voxels=voxels)
     return defective.with_array(implant.view(np.uint8))  # bool → 0/1 without a copy
 
 

@@ -3,7 +3,7 @@
 The points are voxelized (pcc.geometry.voxelize); clean-up smooths that solid (Gaussian,
 settings.surface_smoothing_mm) after dropping what lies beyond settings.implant_reach_mm of the
 points, joins it to the bone rim (closing of implant ∪ skull), subtracts the skull and drops thin
-slivers away from the implant's body (settings.sliver_mm) and small fragments.
+slivers away from the implant's body (settings.sliver_mm), small fragments and specks (settings.speck_mm3).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from pcc.design.settings import DesignSettings
-from pcc.geometry.masks import diamond_closing, drop_fragments, drop_slivers, radius_voxels
+from pcc.geometry.masks import diamond_closing, drop_fragments, drop_slivers, drop_specks, radius_voxels
 from pcc.geometry.cloud import PointCloud
 from pcc.volume import Volume
 
@@ -24,13 +24,15 @@ def implant_from_points(
     *,
     settings: DesignSettings = DesignSettings(),
     cleanup: bool = True,
+    specks: dict[str, int] | None = None,
 ) -> np.ndarray:
     """Voxelize predicted implant points on the defective skull's grid and clean up: (X, Y, Z) bool.
 
     settings: point_smoothing_mm (the surface step, smooth_points), kernel_neighbours (the voxelizer),
     and the clean-up's implant_reach_mm, surface_smoothing_mm (Gaussian sigma of the solid),
-    rim_closing_mm (closing radius) and sliver_mm. With cleanup=False the result is the voxelized
-    points minus the skull (for ablations).
+    rim_closing_mm (closing radius), sliver_mm and speck_mm3 (face-connected parts smaller than this are
+    dropped last; their count is added to `specks`, "parts" and "voxels", when given). With cleanup=False
+    the result is the voxelized points minus the skull (for ablations).
     """
     from pcc.geometry.masks import bounding_box, box_slices
     from pcc.geometry.voxelize import points_to_solid_box
@@ -62,7 +64,12 @@ def implant_from_points(
     union = np.pad(solid_box | skull, radius)
     closed = diamond_closing(union, radius)[tuple(slice(radius, -radius) for _ in range(3))]
     implant_box = ndimage.binary_fill_holes(closed & ~skull) & ~skull
-    implant[box] = drop_fragments(drop_slivers(implant_box, radius_voxels(settings.sliver_mm, defective)))
+    implant_box = drop_fragments(drop_slivers(implant_box, radius_voxels(settings.sliver_mm, defective)))
+    implant_box, parts, voxels = drop_specks(implant_box, int(np.ceil(settings.speck_mm3 / defective.voxel_volume)))
+    if specks is not None:
+        specks["parts"] = specks.get("parts", 0) + parts
+        specks["voxels"] = specks.get("voxels", 0) + voxels
+    implant[box] = implant_box
     return implant
 
 

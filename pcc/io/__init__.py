@@ -7,6 +7,7 @@ never leaves half a file. Readers turn every malformed file into an InputError (
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -55,6 +56,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_partial(path: str | os.PathLike, *, keep_existing: bool = False) -> None:
+    """Remove what an interrupted writer of `path` left: atomic_path's temporary files beside it, and the
+    file itself unless keep_existing (it was there before the interrupted work began)."""
+    target = Path(path)
+    if target.parent.is_dir():
+        for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
+            leftover.unlink(missing_ok=True)
+    if not keep_existing:
+        target.unlink(missing_ok=True)
 
 
 def _umask() -> int:

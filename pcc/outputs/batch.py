@@ -244,12 +244,13 @@ def run_jobs(
         # the report does not list (a worker may have finished one that was never received), and save the report.
         if hasattr(results, "close"):
             results.close()
+        from pcc.io import remove_partial
+
         done = {case["case"] for case in report.cases if case.get("status") == "done"}
         for job in to_design:
             if job.name not in done:
                 for path in job.outputs():
-                    if path not in existed:
-                        path.unlink(missing_ok=True)
+                    remove_partial(path, keep_existing=path in existed)
         if report_path is not None:
             report.write(report_path)
         raise
@@ -329,21 +330,16 @@ def _design_or_error(job: Job, model, options: dict[str, Any], defective=None) -
 _WORKER_MODEL: dict[str, Any] = {}
 
 
-def _stop_on_signal(signum, frame) -> None:
-    """A worker's SIGTERM/SIGINT handler: stop the case at hand like Ctrl-C (design_case removes its new files)."""
-    raise KeyboardInterrupt
-
-
 def _load_worker_model(model_path: str | Path | None, device: str) -> None:
-    """Worker process start: stop cleanly on SIGTERM or SIGINT, load the model once (torch on one thread)."""
+    """Worker process start: ignore Ctrl-C (the main process stops the workers: SIGTERM, which ends a worker at
+    once), load the model once (torch on one thread)."""
     import signal
 
     import torch
 
     from pcc.design import load_model
 
-    signal.signal(signal.SIGTERM, _stop_on_signal)
-    signal.signal(signal.SIGINT, _stop_on_signal)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     _WORKER_MODEL["model"] = load_model(model_path, device=device)
 
@@ -357,13 +353,15 @@ def _design_in_workers(jobs: list[Job], workers: int, model_path, device: str, o
     """(job, record or exception) as the worker processes finish them (spawned: safe with CUDA).
 
     When the caller stops early (Ctrl-C, an error), leaving the `with` terminates the pool: every worker
-    gets SIGTERM, stops its case and removes that case's new files (design_case), so nothing is written
-    that the report does not list."""
+    gets SIGTERM and ends at once (a Python handler would wait for the worker's main thread, which may be
+    blocked in a lock); run_jobs then removes the files of the cases the report does not list."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     with context.Pool(min(workers, len(jobs)), initializer=_load_worker_model, initargs=(model_path, device)) as pool:
         yield from pool.imap_unordered(_design_in_worker, [(job, options) for job in jobs])
+        pool.close()  # every case done: the workers end on their own
+        pool.join()
 
 
 def read_skull(job: Job):
