@@ -82,12 +82,14 @@ def test_a_low_expected_dsc_flags_the_design_for_review_with_its_reason_first():
     assert empty.quality["review"] is True and "no implant found" in empty.quality["reasons"][0]
 
 
-def test_coarse_slices_are_named_as_a_reason():
-    defective = Volume(DEFECTIVE.astype(np.uint8), np.diag([0.5, 0.5, 1.5]), np.zeros(3))
+@pytest.mark.parametrize("slice_mm,review", [(1.2, False), (1.5, True)])
+def test_coarse_slices_are_named_as_a_reason_and_the_coarsest_flagged(slice_mm, review):
+    defective = Volume(DEFECTIVE.astype(np.uint8), np.diag([0.5, 0.5, slice_mm]), np.zeros(3))
+    sure = TrustModel(quality_intercept=0.95, quality_coefficients=(0.0, 0.0))
     result = assess_design(defective, defective.with_array(TRUTH.astype(np.uint8)), None, settings=DesignSettings(),
-                           trust=TrustModel(), members=[TRUTH.copy()])
-    assert result.signals["slice_mm"] == 1.5
-    assert any(reason.startswith("slices of 1.5 mm") for reason in result.quality["reasons"])
+                           trust=sure, members=[TRUTH.copy()])
+    assert result.signals["slice_mm"] == slice_mm and result.quality["review"] is review
+    assert result.quality["reasons"][0].startswith(f"slices of {slice_mm:.1f} mm")
 
 
 def test_drop_specks_removes_small_face_connected_parts_only():

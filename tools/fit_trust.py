@@ -49,14 +49,18 @@ from pcc.design.assessment import QUALITY_SIGNALS, TrustModel, assess_design, de
 from pcc.io import read_volume  # noqa: E402
 from pcc.learning.data import case_names, default_validation_split  # noqa: E402
 from pcc.toolkit.defects import SHAPES  # noqa: E402
+from pcc.toolkit.metrics import dice  # noqa: E402
 
 BINS = 50
 REGION_MM = 3.0
 
 
-def development_cases(root: Path):
-    """(part, case, shape, defective Volume, true implant bool array) of the 90 development cases, skull by skull."""
+def development_cases(root: Path, skulls: list[str] | None = None):
+    """(part, case, shape, defective Volume, true implant bool array) of the 90 development cases, skull by skull
+    (of the given skulls only, e.g. ['005', '018'], when skulls is given)."""
     for name in default_validation_split(case_names(root)):
+        if skulls is not None and name[:-5] not in skulls:
+            continue
         defective = read_volume(root / "defective_skull" / name)
         truth = read_volume(root / "implant" / name).mask()
         yield "real", name[:-5], "craniotomy", defective, truth
@@ -66,11 +70,6 @@ def development_cases(root: Path):
         for shape in SHAPES:
             cut, implant = varied_defect(complete, name, shape, 0)
             yield "varied", name[:-5], shape, cut, implant
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = np.count_nonzero(a) + np.count_nonzero(b)
-    return 1.0 if total == 0 else 2.0 * np.count_nonzero(a & b) / total
 
 
 def region_histogram(score_box, designed: np.ndarray, truth: np.ndarray, defective) -> np.ndarray:
@@ -248,7 +247,8 @@ def misses(args) -> None:
     model = load_model(args.model, device=args.device)
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
-    for part, case, shape, defective, truth in development_cases(root):
+    skulls = args.skulls.split(",") if args.skulls else None
+    for part, case, shape, defective, truth in development_cases(root, skulls):
         if part == "coarse":
             continue
         for seed in seeds:
@@ -276,6 +276,7 @@ def main() -> None:
     sub.choices["collect"].add_argument("--out", default=str(REPO / "docs" / "results" / "trust_development_cpu.npz"))
     sub.choices["misses"].add_argument("--seeds", default="0,1,2,3,4")
     sub.choices["misses"].add_argument("--csv", default=None)
+    sub.choices["misses"].add_argument("--skulls", default=None, help="only these development skulls, e.g. 073,081")
     p = sub.add_parser("fit")
     p.add_argument("--data", default=str(REPO / "docs" / "results" / "trust_development_cpu.npz"))
     p.add_argument("--write", default=None, help="write the trust model JSON (e.g. pcc/weights/skullfix_trust.json)")

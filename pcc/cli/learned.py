@@ -76,6 +76,8 @@ def _implant(args: argparse.Namespace) -> None:
         raise InputError("--series picks the DICOM series of a CT: add --ct (pcc implant SERIES_FOLDER --ct --series N)")
     ct = CtInput(series=args.series) if args.ct else None
     if args.report is not None:
+        _check_not_under_a_file("--report", args.report)
+        _make_folders([args.report])
         check_output(args.report, source)
         if not args.report.lower().endswith(".json"):
             raise InputError(f"{args.report}: the report must end in .json")

@@ -59,6 +59,10 @@ class TrustModel:
     height_ceiling: a defect whose lowest part lies above this height of the skull is as easy as any other
         (what makes a defect hard is reaching down to the orbits, sinuses and skull base).
     review_below: a design whose expected DSC is below this is flagged for review.
+    review_slices_over_mm: a design on a grid with voxels longer than this (mm, along any axis) is flagged too.
+        Set by judgement, not fitted: the development split's coarsest grids (2× coarser, up to 1.34 mm) are
+        designed as well as the fine ones, so it cannot tell what coarser slices cost, while a hospital CT
+        with 1.5 mm slices gave implants up to 1.5 mm too thick (issue 30's measurements).
     metadata: how and on what the table and the model were fitted.
     """
 
@@ -74,6 +78,7 @@ class TrustModel:
     agreement_floor: float = 0.8
     height_ceiling: float = 0.6
     review_below: float = 0.85
+    review_slices_over_mm: float = 1.4
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def probability(self, score: np.ndarray) -> np.ndarray:
@@ -142,6 +147,7 @@ def assess_design(defective: Volume, implant: Volume, model, *, settings: Design
     if members is None:
         members = design_members(defective, model, settings, trust)
     from pcc.geometry.masks import bounding_box, box_slices
+    from pcc.toolkit.metrics import dice
 
     designs = [implant.mask(), *members]
     spacing = np.asarray(defective.spacing)
@@ -169,7 +175,7 @@ def assess_design(defective: Volume, implant: Volume, model, *, settings: Design
     confidence[box] = np.rint(100.0 * probability).astype(np.uint8)
 
     main = designs[0][box]
-    signals["agreement"] = float(np.mean([_dsc(main, member[box]) for member in members])) if members else 1.0
+    signals["agreement"] = float(np.mean([dice(main, member[box]) for member in members])) if members else 1.0
     # Unsure: where the designs part (some hold the voxel, some do not), beyond a voxel's jitter of their surfaces.
     parted = (count > 0) & (count < len(designs))
     unsure = ndimage.binary_opening(parted)
@@ -179,18 +185,13 @@ def assess_design(defective: Volume, implant: Volume, model, *, settings: Design
     signals["lowest_height"] = place.lowest_height(np.argwhere(main) + lower) if main.any() else 1.0
     expected = trust.expected_dsc(signals)
     reasons = _reasons(signals, expected, trust, place, np.argwhere(unsure)[::50] + lower)
-    quality = {"expected_dsc": round(expected, 3), "review": bool(expected < trust.review_below or not main.any()),
-               "reasons": reasons}
+    review = expected < trust.review_below or not main.any() or signals["slice_mm"] > trust.review_slices_over_mm
+    quality = {"expected_dsc": round(expected, 3), "review": bool(review), "reasons": reasons}
     return Assessment(defective.with_array(confidence), quality, signals, (lower, score))
 
 
 def _cm3(mask: np.ndarray, grid: Volume) -> float:
     return float(np.count_nonzero(mask)) * grid.voxel_volume / 1000.0
-
-
-def _dsc(a: np.ndarray, b: np.ndarray) -> float:
-    total = np.count_nonzero(a) + np.count_nonzero(b)
-    return 1.0 if total == 0 else 2.0 * np.count_nonzero(a & b) / total
 
 
 @dataclass
@@ -255,7 +256,11 @@ def _reasons(signals: dict[str, float], expected: float, trust: TrustModel, plac
         reasons.append(f"unsure over {signals['unsure_cm3']:.1f} cm³" + (f" {where}" if where else ""))
     if signals["agreement"] < 0.9:
         reasons.append(f"designs from other samplings agree only at DSC {signals['agreement']:.2f}")
-    if signals["slice_mm"] > 1.0:
+    if signals["slice_mm"] > trust.review_slices_over_mm:  # a reason to review: first unless the expected DSC is
+        reasons.insert(1 if expected < trust.review_below else 0,
+                       f"slices of {signals['slice_mm']:.1f} mm: coarser than any grid pcc was checked on (up to 1.34 mm): "
+                       "check the implant's thickness against the CT")
+    elif signals["slice_mm"] > 1.0:
         reasons.append(f"slices of {signals['slice_mm']:.1f} mm: coarser than the training data (0.4–0.8 mm)")
     return reasons
 

@@ -25,6 +25,10 @@ from pcc.learning.network_inputs import SampleSizes
 from pcc.volume import Volume
 
 
+# Guesses of the global stage whose centres lie closer than this (mm) are the same guess (not tried twice).
+DISTINCT_GUESS_MM = 5.0
+
+
 @torch.no_grad()
 def predict_implant_cloud(
     global_net: nn.Module,
@@ -50,11 +54,12 @@ def predict_implant_cloud(
     back), defect_gap_mm and min_defect_fraction (split_defects);
     bone: the defective skull volume; defects on intact bone (is_intact_bone with intact_bone_mm,
     default settings.intact_bone_mm) are dropped (None keeps every defect);
-    other_guesses: when every defect of the most central guess is intact bone, try the other guesses,
-    most central first, until one is not; a guess is skipped only when it starts within
-    settings.defect_gap_mm of where a rejected local stage ended (it would end there too). Where a guess
-    began says little: a guess 12 mm off the hole can lead the frame refinements onto intact bone while
-    one 5 mm off finds the hole, so guesses near a rejected start are still tried (no silent misses).
+    other_guesses: when every defect of the most central guess is intact bone, try every other distinct
+    guess (starting DISTINCT_GUESS_MM or more from those tried), most central first, until one is not.
+    Neither where a guess starts nor where its local stage ends tells whether another guess nearby
+    would find the hole: a guess 12 mm off the hole can lead the frame refinements onto intact bone
+    while one 5 mm off finds it, and a local stage can end at the hole with its points just over the
+    intact-bone share (thin frontal bone), where another sample of the same place does not.
     A local_net with prior=True gets sizes.prior_input points of the skull's mirror image, aligned on the
     whole skull once and around each frame again (pcc.geometry.symmetry), cropped like its skull input.
     """
@@ -87,10 +92,9 @@ def predict_implant_cloud(
         prior = np.stack([crop_and_sample(points, normals, frame, sizes.prior_input, rng) for _ in range(passes)])
         return torch.from_numpy((prior * flip).astype(np.float32)).to(device)
 
-    def local_stage(guess: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.ndarray]]:
-        """(points, normals) in world mm of each defect of one global guess that is not intact bone, and
-        the centres (world mm) where the local predictions of the rejected ones ended."""
-        found, rejected = [], []
+    def local_stage(guess: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(points, normals) in world mm of each defect of one global guess that is not intact bone."""
+        found = []
         for defect in split_defects(guess, gap_mm=settings.defect_gap_mm, min_fraction=settings.min_defect_fraction):
             frame = defect_frame(defect)
             for _ in range(settings.frame_refinements + 1):  # each local prediction re-centres the frame on the hole
@@ -102,18 +106,17 @@ def predict_implant_cloud(
                 frame = defect_frame(predicted)
             if bone is None or not is_intact_bone(predicted, bone, intact_bone_mm):
                 found.append((predicted, (fine_normals.double().cpu().numpy() * flip[:, :, :3]).reshape(-1, 3)))
-            else:
-                rejected.append(predicted.mean(axis=0))
-        return found, rejected
+        return found
 
-    found, ends = local_stage(candidates[order[0]])
+    found = local_stage(candidates[order[0]])
     if not found and bone is not None and other_guesses:
+        tried = [candidates[order[0]].mean(axis=0)]
         for index in order[1:]:
             centre = candidates[index].mean(axis=0)
-            if ends and min(np.linalg.norm(centre - end) for end in ends) < settings.defect_gap_mm:
+            if min(np.linalg.norm(centre - start) for start in tried) < DISTINCT_GUESS_MM:
                 continue
-            found, rejected = local_stage(candidates[index])
-            ends += rejected
+            tried.append(centre)
+            found = local_stage(candidates[index])
             if found:
                 break
     if not found:

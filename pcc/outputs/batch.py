@@ -188,7 +188,7 @@ def run_jobs(
     if needs_model:
         model()  # fail early (bad --model or --device) before any case
     if single is not None and _builds_mesh(single, with_thickness=report_path is not None):
-        _in_thread(_import_mesh)  # the mesh's library (0.4 s of imports) beside the design
+        _in_thread(lambda: _import_mesh(picture=single.preview is not None))  # 0.4 s (+ 0.9 s) of imports beside the design
     report = RunReport.start(model=state["model"], device=device, command=command, options=options)
     if state["model"] is not None:
         report.header["model_load_s"] = round(state["load_s"], 3)
@@ -293,9 +293,15 @@ def _import_design() -> None:
     from skimage.measure import marching_cubes  # noqa: F401  (scikit-image loads it on first use)
 
 
-def _import_mesh() -> None:
-    """Import the printable mesh's library."""
+def _import_mesh(*, picture: bool = False) -> None:
+    """Import the printable mesh's library (and, for a preview, matplotlib's pyplot with its Agg backend)."""
     import trimesh  # noqa: F401
+
+    if picture:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot  # noqa: F401
 
 
 def _in_thread(compute: Callable[[], Any]) -> Future:
@@ -401,8 +407,9 @@ def design_case(job: Job, model, **options) -> dict[str, Any]:
     """Design one case and write its outputs; returns its report record (status 'done').
 
     `model` is a callable returning the loaded model; options: those of _design_case (clearance_mm,
-    reuse_volume, with_thickness, defective). When the case is interrupted (Ctrl-C, or SIGTERM in a worker),
-    the outputs it had written so far are removed, so every file on disk belongs to a case the report lists.
+    reuse_volume, with_thickness, defective). When the case is interrupted by Ctrl-C (in the process that
+    designs it), the outputs it had written so far are removed, so every file on disk belongs to a case the
+    report lists (a worker process is ended by SIGTERM instead, and run_jobs removes its case's files).
     """
     existed = {path for path in job.outputs() if path.exists()}
     try:

@@ -365,8 +365,9 @@ def _slices(defective: Volume, implant: Volume, confidence: Volume | None = None
     part = _orient(implant.mask(), order, flips)
     sure = _orient(confidence.array, order, flips) if confidence is not None else None
     focus = part if part.any() else skull
-    nonzero = np.argwhere(focus)
-    lower, upper = nonzero.min(axis=0), nonzero.max(axis=0) + 1
+    from pcc.geometry.masks import bounding_box
+
+    lower, upper = bounding_box(focus)
     margin = np.ceil(25.0 / spacing).astype(int)
     lo = np.maximum(lower - margin, 0)
     hi = np.minimum(upper + margin, skull.shape)
