@@ -351,9 +351,18 @@ def test_shipped_model_designs_the_example_implant_with_its_recorded_figures(tmp
 
     recorded = json.loads((REPO / "pcc" / "weights" / "skullfix.json").read_text())["example_case"]
     output = tmp_path / "implant.nrrd"
-    result = _run_pcc("implant", str(EXAMPLE_DEFECTIVE), "-o", str(output), "--device", "cpu")
+    result = _run_pcc("implant", str(EXAMPLE_DEFECTIVE), "-o", str(output), "--device", "cpu", "--report",
+                      str(tmp_path / "run.json"))
     assert result.returncode == 0, result.stderr[-2000:]
     predicted, truth = read_volume(output), read_volume(EXAMPLE_IMPLANT)
+    # one implant everywhere: no stray part left in the volume, whose voxels are the report's
+    from scipy import ndimage
+
+    labels, parts = ndimage.label(predicted.mask())
+    case = json.loads((tmp_path / "run.json").read_text())["cases"][0]
+    assert parts == 1 and case["implant"]["voxels"] == int(predicted.mask().sum()), (parts, case["implant"])
+    assert case["implant"]["specks_removed"]["parts"] > 0 and case["warnings"] == []
+    assert case["quality"]["review"] is False and 0.85 < case["quality"]["expected_dsc"] <= 1.0
     assert predicted.same_grid(truth)
     defective = read_volume(EXAMPLE_DEFECTIVE)
     scores = score_case(predicted.mask(), truth.mask(), defective.mask(), defective.spacing)
