@@ -296,7 +296,10 @@ def test_an_interrupt_stops_every_worker_and_leaves_only_reported_files(tmp_path
     out, stl, report = tmp_path / "out", tmp_path / "stl", tmp_path / "r.json"
     command = [sys.executable, "-m", "pcc.cli", "implant", str(tmp_path / "in"), "-o", str(out), "--stl", str(stl),
                "--report", str(report), "--workers", "2", "--device", "cpu"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a shell that starts a job in the background (as a CI runner may)
+    # hands it on ignored, and Python then leaves Ctrl-C ignored too
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (report.is_file() and _done(report)):
         time.sleep(0.2)

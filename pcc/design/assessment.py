@@ -7,14 +7,15 @@
 
 The design is repeated with another sampling seed (settings.sampling_seed: another surface sample of the
 skull, other input samples for both networks; TrustModel.member_seeds) and cheaper settings, a small
-ensemble of the design's own. Where the designs agree the implant is sure; where they part (beyond a voxel's jitter of their
-surfaces) it is "unsure". Per voxel, the score is the
-mean over the designs of each one's solid blurred by a Gaussian of TrustModel.blur_mm (1 at the middle of a
-thick plate every design agrees on, 0.5 on a surface they share, lower where they part); the calibration
-table maps it to the probability that the voxel belongs to the true implant. Per case, a linear model of two
-plain signals (how well the designs agree, how low on the skull the implant reaches) predicts its DSC;
-the volume where the designs part, where it lies, and the slice spacing give the reasons in words. Both were fitted on the development split only
-(tools/fit_trust.py), the table and the model in pcc/weights/skullfix_trust.json.
+ensemble of the design's own. Where the designs agree the implant is sure; where they part (beyond a
+voxel's jitter of their surfaces) it is "unsure". Per voxel, the score is the mean over the designs of
+each one's solid blurred by a Gaussian of TrustModel.blur_mm (1 in the middle of a thick plate every
+design holds, about 0.5 on a surface they share, lower where they part); the calibration table maps it
+to the probability that the voxel belongs to the true implant. Per case, a linear model of two plain
+signals (how well the designs agree, how low on the skull the implant reaches) predicts its DSC; the
+volume where the designs part, where it lies and the slice spacing give the reasons in words. The
+table and the model were fitted on the development split only (tools/fit_trust.py) and are stored in
+pcc/weights/skullfix_trust.json.
 
 Array index order (x, y, z) as everywhere in pcc; lengths in mm, volumes in cm³ where the name says so.
 """
@@ -41,12 +42,13 @@ QUALITY_SIGNALS = ("agreement", "lowest_height")
 
 @dataclass(frozen=True)
 class TrustModel:
-    """What turns the design's own signals into a confidence map and a quality figure (fitted, not chosen).
+    """What turns the design's own signals into a confidence map and a quality figure (the calibration table,
+    the quality model and the review threshold are fitted by tools/fit_trust.py; the rest is chosen).
 
     member_seeds: sampling seeds of the extra designs (the design itself uses settings.sampling_seed).
     member_surface_step, member_local_passes, member_kernel_neighbours: the extra designs' first_round_surface_step,
         local_passes and kernel_neighbours (DesignSettings), cheaper than the design's: on the example case
-        each extra design takes about 2.9 s instead of 4.0 s with the design's own settings.
+        the extra design took 2.9 s instead of 4.0 s with the design's own settings (one run each).
     blur_mm: Gaussian sigma (mm) applied to each design's solid before their mean is taken.
     calibration_scores, calibration_probabilities: the calibration table, increasing in both (piecewise
         linear between its knots): mean blurred score → probability of belonging to the true implant.
