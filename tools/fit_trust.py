@@ -77,13 +77,11 @@ def region_histogram(score_box, designed: np.ndarray, truth: np.ndarray, defecti
     true or the designed implant, bone excluded."""
     from scipy import ndimage
 
-    from pcc.geometry.masks import bounding_box, box_slices
+    from pcc.geometry.masks import box_slices, widened_box
 
     union = designed | truth
     spacing = np.asarray(defective.spacing)
-    margin = np.ceil(REGION_MM / spacing).astype(int) + 1
-    lower, upper = bounding_box(union)
-    lower, upper = np.maximum(lower - margin, 0), np.minimum(upper + margin, defective.shape)
+    lower, upper = widened_box(union, np.ceil(REGION_MM / spacing).astype(int) + 1)
     box = box_slices(lower, upper)
     near = ndimage.distance_transform_edt(~union[box], sampling=spacing) <= REGION_MM
     near &= ~defective.mask(box)

@@ -123,13 +123,7 @@ def _implant(args: argparse.Namespace) -> None:
         if not is_volume_path(args.output):
             raise InputError(f"{args.output}: the implant output must end in .nrrd, .nii or .nii.gz")
         outputs = [p for p in (args.output, args.stl, args.preview, args.confidence) if p is not None]
-        for path in outputs:
-            if Path(path).exists() and Path(path).resolve() == source.resolve():
-                raise InputError(f"output {path} is the same file as the input {source}: choose another output path")
-        existing = [p for p in outputs if Path(p).exists() and not Path(p).is_dir()]
-        if existing and not args.overwrite:
-            raise InputError(f"{', '.join(existing)} already exists: add --overwrite to replace it, or choose another path")
-        _make_folders(outputs + ([args.report] if args.report else []))
+        _make_folders(outputs)
         output = check_output(args.output, source)
         if args.confidence is not None:
             if not is_volume_path(args.confidence):
@@ -140,6 +134,9 @@ def _implant(args: argparse.Namespace) -> None:
                 check_output(path, source)
                 if not path.lower().endswith(suffix):
                     raise InputError(f"{path}: the {option} output must end in {suffix}")
+        existing = [p for p in outputs if Path(p).exists()]
+        if existing and not args.overwrite:
+            raise InputError(f"{', '.join(existing)} already exists: add --overwrite to replace it, or choose another path")
         # --device is checked when the model loads, after the input is read and before anything is written:
         # checking it here would import torch now instead of in run_jobs' thread beside the reading.
         jobs = [Job(source, output, _path(args.stl), _path(args.preview), ct=ct, confidence=_path(args.confidence))]

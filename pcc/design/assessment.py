@@ -157,7 +157,7 @@ def assess_design(defective: Volume, implant: Volume, model, *, settings: Design
     signals: dict[str, float] = {"slice_mm": float(spacing.max()), "implant_cm3": _cm3(designs[0], defective)}
     boxes = [bounding_box(design) for design in designs if design.any()]
     if not boxes:
-        signals.update(agreement=1.0, unsure_fraction=0.0, unsure_cm3=0.0, lowest_height=1.0)
+        signals.update(agreement=1.0, unsure_cm3=0.0, lowest_height=1.0)
         quality = {"expected_dsc": 0.0, "review": True,
                    "reasons": ["no implant found: if the skull has a defect, it must be designed by hand"]}
         return Assessment(defective.with_array(confidence), quality, signals, (np.zeros(3, int), np.zeros((0, 0, 0), np.float32)))
@@ -182,7 +182,6 @@ def assess_design(defective: Volume, implant: Volume, model, *, settings: Design
     parted = (count > 0) & (count < len(designs))
     unsure = ndimage.binary_opening(parted)
     signals["unsure_cm3"] = _cm3(unsure, defective)
-    signals["unsure_fraction"] = signals["unsure_cm3"] / max(signals["implant_cm3"], 1e-3)
     place = _anatomy(defective)
     signals["lowest_height"] = place.lowest_height(np.argwhere(main) + lower) if main.any() else 1.0
     expected = trust.expected_dsc(signals)

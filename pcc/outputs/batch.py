@@ -403,28 +403,15 @@ def read_skull(job: Job):
     return ct.with_array(skull.astype("uint8")), scan_warnings(ct, skull)
 
 
-def design_case(job: Job, model, **options) -> dict[str, Any]:
+def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: bool = True,
+                with_thickness: bool = True, defective: tuple[tuple[Any, list[str]], float] | None = None) -> dict[str, Any]:
     """Design one case and write its outputs; returns its report record (status 'done').
 
-    `model` is a callable returning the loaded model; options: those of _design_case (clearance_mm,
-    reuse_volume, with_thickness, defective). When the case is interrupted by Ctrl-C (in the process that
-    designs it), the outputs it had written so far are removed, so every file on disk belongs to a case the
-    report lists (a worker process is ended by SIGTERM instead, and run_jobs removes its case's files).
+    `model` is a callable returning the loaded model (called when the case is designed or assessed).
+    With reuse_volume, an existing implant volume is read instead of designed again.
+    `defective`: (read_skull's result for the job, seconds it took), or None to read it here.
+    An interrupted case's files are removed by run_jobs, which knows which cases the report lists.
     """
-    existed = {path for path in job.outputs() if path.exists()}
-    try:
-        return _design_case(job, model, **options)
-    except (KeyboardInterrupt, SystemExit):
-        for path in job.outputs():
-            if path not in existed:
-                path.unlink(missing_ok=True)
-        raise
-
-
-def _design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: bool = True,
-                 with_thickness: bool = True, defective: tuple[tuple[Any, list[str]], float] | None = None) -> dict[str, Any]:
-    """design_case's work. With reuse_volume, an existing implant volume is read instead of designed again.
-    `defective`: (read_skull's result for the job, seconds it took), or None to read it here."""
     import numpy as np
 
     from pcc.io import read_volume, write_volume
