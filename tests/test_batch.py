@@ -17,10 +17,10 @@ import pytest
 
 from conftest import bone_coloured, hollow_ellipsoid, implant_coloured, preview_panels
 import pcc.design as pipeline
-from pcc.outputs.batch import Job, plan_folder, select_part
+from pcc.pipeline import Job, plan_folder, select_part
 from pcc.cli import main
 from pcc.io import read_volume, write_volume
-from pcc.toolkit.metrics import dice
+from pcc.challenge.metrics import dice
 from pcc.outputs.printing import voxel_world_box
 from pcc.volume import Volume
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pcc.cli import main
-from pcc.toolkit.defects import SHAPES, make_defect, write_defects
+from pcc.learning.defects import SHAPES, make_defect, write_defects
 from pcc.io import read_volume, write_volume
 from pcc.shared_data import skullfix_training_set
 from pcc.volume import Volume

@@ -374,7 +374,7 @@ def test_pcc_implant_designs_from_a_dicom_ct_on_the_series_grid(tmp_path: Path) 
 
     from pcc.cli import main
     from pcc.io import read_volume
-    from pcc.toolkit.metrics import score_case
+    from pcc.challenge.metrics import score_case
 
     truth = _example_as_dicom_ct(tmp_path / "series")
     out = tmp_path / "out"

@@ -12,9 +12,9 @@ import pytest
 from scipy import ndimage
 
 from pcc.cli import main
-from pcc.toolkit.evaluation import evaluate_folders, load_evaluation_json, summarize
+from pcc.challenge.evaluation import evaluate_folders, load_evaluation_json, summarize
 from pcc.io import write_volume
-from pcc.toolkit.metrics import score_case
+from pcc.challenge.metrics import score_case
 from pcc.volume import Volume
 
 SPACING = np.array([0.5, 0.5, 0.8])

@@ -14,7 +14,9 @@ import torch
 from scipy.spatial import cKDTree
 
 from pcc.learning import losses
-from pcc.learning.data import CachedCase, SampleSizes, make_pair
+from pcc.learning.cache import CachedCase
+from pcc.models.inputs import SampleSizes
+from pcc.learning.pairs import make_pair
 from pcc.models import PointCompletionNet
 from pcc.volume import Volume
 from pcc.design.settings import DesignSettings
@@ -301,7 +303,7 @@ def test_two_process_ddp_on_cpu_logs_validation_reduced_over_both_processes(tmp_
     import csv
 
     from pcc.learning.data import SkullCompletionData, _volume_case
-    from pcc.toolkit.metrics import score_case
+    from pcc.challenge.metrics import score_case
     from pcc.design.loading import load_model
     from pcc.design.prediction import predict_implant_cloud
     from pcc.design.reconstruction import implant_from_points
@@ -347,7 +349,7 @@ def test_shipped_model_designs_the_example_implant_with_its_recorded_figures(tmp
 
     from pcc.examples import EXAMPLE_DEFECTIVE, EXAMPLE_IMPLANT
     from pcc.io import read_volume
-    from pcc.toolkit.metrics import score_case
+    from pcc.challenge.metrics import score_case
 
     recorded = json.loads((REPO / "pcc" / "weights" / "skullfix.json").read_text())["example_case"]
     output = tmp_path / "implant.nrrd"
@@ -389,8 +391,9 @@ def test_cache_with_synthetic_defects_is_enough_to_train(tmp_path):
     """pcc-made defects are cached beside the real pairs, and the cache folder alone sets up training."""
     from test_defects import hollow_skull
 
-    from pcc.learning.data import SkullCompletionData, synthetic_defects
-    from pcc.toolkit.defects import make_defect
+    from pcc.learning.data import SkullCompletionData
+    from pcc.learning.cases import synthetic_defects
+    from pcc.learning.defects import make_defect
 
     root = tmp_path / "training_set"
     skull = hollow_skull()
@@ -441,9 +444,10 @@ def test_cache_with_synthetic_defects_is_enough_to_train(tmp_path):
 
 
 def test_a_revised_defect_shape_is_cut_again(monkeypatch, tmp_path):
-    """A shape whose definition changed (pcc.toolkit.defects.SHAPE_REVISIONS) gets new cache files; others keep theirs."""
-    from pcc.toolkit import defects
-    from pcc.learning.data import SyntheticDefect, cache_path
+    """A shape whose definition changed (pcc.learning.defects.SHAPE_REVISIONS) gets new cache files; others keep theirs."""
+    from pcc.learning import defects
+    from pcc.learning.cases import SyntheticDefect
+    from pcc.learning.cache import cache_path
 
     root = Path("training_set")
     cube, sphere = SyntheticDefect("000.nrrd", "cube", 0), SyntheticDefect("000.nrrd", "sphere", 1)

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from pcc.toolkit.metrics import CaseScores, boundary_dice, dice, hausdorff, score_case, surface
+from pcc.challenge.metrics import CaseScores, boundary_dice, dice, hausdorff, score_case, surface
 
 SIX = ndimage.generate_binary_structure(3, 1)
 

@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 
 from pcc.cli import main
-from pcc.toolkit.evaluation import to_json_safe
-from pcc.toolkit.ranking import Submission, paired_ttest, rank_files, rank_submissions
+from pcc.challenge.evaluation import to_json_safe
+from pcc.challenge.ranking import Submission, paired_ttest, rank_files, rank_submissions
 
 CASES = [f"{i:03d}" for i in range(8)]
 

@@ -175,7 +175,7 @@ def test_no_defect_warning_threshold():
 @pytest.fixture(scope="module")
 def tiny_model() -> pipeline.CompletionModel:
     """A small randomly initialised two-stage model (test fixture, not a product model)."""
-    from pcc.learning.data import SampleSizes
+    from pcc.models.inputs import SampleSizes
     from pcc.models import PointCompletionNet
 
     torch.manual_seed(0)
@@ -222,7 +222,7 @@ def test_shipped_model_fills_both_holes_of_a_bilateral_defect(shared_data):
 
     from scipy import ndimage
 
-    from pcc.toolkit.defects import make_defect
+    from pcc.learning.defects import make_defect
     from pcc.io import read_volume
 
     complete = read_volume(shared_data / "skullfix" / "training_set" / "complete_skull" / "005.nrrd")

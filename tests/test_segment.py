@@ -8,8 +8,8 @@ import pytest
 from pcc.cli import main
 from pcc.errors import InputError
 from pcc.io import read_volume, write_volume
-from pcc.toolkit.metrics import dice
-from pcc.toolkit.segment import segment_skull
+from pcc.challenge.metrics import dice
+from pcc.io.segment import segment_skull
 from pcc.volume import Volume
 
 SPACING = np.array([1.5, 1.5, 2.0])
@@ -91,7 +91,7 @@ def test_segment_cli(tmp_path, suffix, capsys):
 def test_metal_on_the_skull_is_kept_as_bone_and_reported():
     """A plate of 4000 HU screwed onto the skull (and a metal streak's bright dot in the brain) stays with
     the skull; scan_warnings names the metal; the clean synthetic CT gets no warning."""
-    from pcc.toolkit.segment import scan_warnings
+    from pcc.io.segment import scan_warnings
 
     ct, skull = synthetic_ct()
     assert scan_warnings(ct, segment_skull(ct)) == []

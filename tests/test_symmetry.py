@@ -8,8 +8,10 @@ import torch
 from test_defects import hollow_skull
 
 from pcc.geometry import symmetry
-from pcc.learning.data import CachedCase, SampleSizes, WarpField, Warps, make_pair
-from pcc.toolkit.metrics import dice
+from pcc.learning.cache import CachedCase
+from pcc.models.inputs import SampleSizes
+from pcc.learning.pairs import WarpField, Warps, make_pair
+from pcc.challenge.metrics import dice
 from pcc.models import PointCompletionNet
 from pcc.geometry.surface import volume_to_points
 from pcc.volume import Volume

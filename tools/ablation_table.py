@@ -1,7 +1,7 @@
 """The priors ablation table (issue 16) from the CSV files the benchmarks write, per defect class.
 
     python tools/ablation_table.py --row "LABEL=VALIDATION_CSV,ROBUSTNESS_CSV" [--row ...]
-                                   [--prior-alone docs/bench_prior_alone_cpu.csv] [--out docs/ablation_priors.md]
+                                   [--prior-alone docs/results/ablation/bench_prior_alone_cpu.csv] [--out docs/results/ablation/ablation_priors.md]
 
 VALIDATION_CSV: `tools/bench_implant.py --csv` (the real SkullFix defects of the development split);
 ROBUSTNESS_CSV: `tools/bench_robustness.py --parts varied --csv` (one defect of every pcc shape cut into

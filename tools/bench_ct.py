@@ -1,7 +1,7 @@
 """The CT path end to end: each case as a DICOM CT series through `pcc implant SERIES --ct`.
 
     python tools/bench_ct.py [--root ../shared/data/skullfix/training_set] [--cases validation|all|NAMES]
-                             [--noise 20] [--no-table] [--csv docs/bench_ct_cpu.csv]
+                             [--noise 20] [--no-table] [--csv docs/results/ct/bench_ct_cpu.csv]
 
 Each case's defective skull and ground-truth implant become a head CT in Hounsfield units on the
 case's own grid (tools/example_dicom.py: bone 1200 HU, scalp 40 HU over the bone and over the removed
@@ -33,9 +33,9 @@ sys.path.insert(0, str(REPO / "tools"))
 
 from example_dicom import ct_hu, write_series  # noqa: E402
 
-from pcc.learning.data import case_names, default_validation_split  # noqa: E402
+from pcc.learning.cases import case_names, default_validation_split  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
-from pcc.toolkit.metrics import dice, score_case  # noqa: E402
+from pcc.challenge.metrics import dice, score_case  # noqa: E402
 
 
 def main() -> None:
@@ -100,7 +100,7 @@ def main() -> None:
 def _segmented(series: Path) -> np.ndarray:
     """The skull pcc segments from the series (what `pcc implant --ct` designed from)."""
     from pcc.io.dicom import read_series
-    from pcc.toolkit.segment import segment_skull
+    from pcc.io.segment import segment_skull
 
     return segment_skull(read_series(series))
 

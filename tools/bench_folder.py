@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pcc.outputs.batch import folder_inputs  # noqa: E402
+from pcc.pipeline import folder_inputs  # noqa: E402
 
 EXAMPLE = REPO / "pcc" / "examples" / "defective_skull_005.nrrd"
 

@@ -26,9 +26,9 @@ sys.path.insert(0, str(REPO))
 
 from pcc.shared_data import skullfix_training_set  # noqa: E402
 
-from pcc.learning.data import case_names, default_validation_split  # noqa: E402
+from pcc.learning.cases import case_names, default_validation_split  # noqa: E402
 from pcc.io import read_volume, write_volume  # noqa: E402
-from pcc.toolkit.metrics import score_case  # noqa: E402
+from pcc.challenge.metrics import score_case  # noqa: E402
 from pcc.design import design_implant, load_model  # noqa: E402
 from pcc.design.settings import DesignSettings  # noqa: E402
 

@@ -1,7 +1,7 @@
 """The mirror prior alone (pcc.geometry.symmetry), scored as an implant: how much the skull's other side knows.
 
     python tools/bench_prior.py [--root ../shared/data/skullfix/training_set] [--cases validation|N|NAMES]
-                                [--shapes real,all|S1,S2] [--seed 0] [--csv docs/bench_prior_alone_cpu.csv]
+                                [--shapes real,all|S1,S2] [--seed 0] [--csv docs/results/ablation/bench_prior_alone_cpu.csv]
 
 For each case (default: the development split, never trained on) and each defect: the real SkullFix
 defect ("real") and one defect of every pcc shape cut into the complete skull with the same seeds as
@@ -31,11 +31,11 @@ from pcc.shared_data import skullfix_training_set  # noqa: E402
 from bench_robustness import _select as select_cases  # noqa: E402 (same case choice and seeds)
 
 from pcc.geometry import symmetry  # noqa: E402
-from pcc.toolkit.defects import SHAPES, make_defect  # noqa: E402
+from pcc.learning.defects import SHAPES, make_defect  # noqa: E402
 from pcc.geometry.frames import defect_frame  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
-from pcc.toolkit.metrics import score_case  # noqa: E402
-from pcc.learning.network_inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS  # noqa: E402
+from pcc.challenge.metrics import score_case  # noqa: E402
+from pcc.models.inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS  # noqa: E402
 from pcc.geometry.surface import volume_to_points  # noqa: E402
 
 REACH_RADII = 1.05

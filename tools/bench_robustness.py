@@ -7,7 +7,7 @@ Parts (all by default):
 
 - varied: for each case (default: the fixed validation split of the SkullFix training set, never
   trained on), read its complete skull (complete_skull/NAME), cut one defect of every shape in
-  pcc.toolkit.defects.SHAPES (seeded by --seed, the case name and the shape, so reruns cut the same defects),
+  pcc.learning.defects.SHAPES (seeded by --seed, the case name and the shape, so reruns cut the same defects),
   design the implant and score DSC, bDSC and HD95 against the cut-out bone. Prints per-shape and
   overall mean and minimum.
 - coarse: the case's defective skull and implant at 2× coarser voxels (2×2×2 blocks; a coarse voxel
@@ -42,10 +42,10 @@ sys.path.insert(0, str(REPO))
 
 from pcc.shared_data import skullfix_training_set  # noqa: E402
 
-from pcc.learning.data import case_names, default_validation_split  # noqa: E402
-from pcc.toolkit.defects import SHAPES, make_defect  # noqa: E402
+from pcc.learning.cases import case_names, default_validation_split  # noqa: E402
+from pcc.learning.defects import SHAPES, make_defect  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
-from pcc.toolkit.metrics import score_case  # noqa: E402
+from pcc.challenge.metrics import score_case  # noqa: E402
 from pcc.design import design_implant, load_model, no_defect_warning  # noqa: E402
 from pcc.volume import Volume  # noqa: E402
 
@@ -193,7 +193,7 @@ def complete_skulls(root: Path, names: list[str], model) -> list[list]:
 def _summary(rows: list[list], *, key, title: str) -> None:
     if not rows:
         return
-    # An empty implant has HD95 inf (pcc.toolkit.metrics), which makes the mean inf: the median and the
+    # An empty implant has HD95 inf (pcc.challenge.metrics), which makes the mean inf: the median and the
     # count of empty implants say more then.
     print(f"\n{title}: {'':>10} mean DSC  min DSC  mean bDSC  mean HD95 (mm)  median HD95  empty  cases")
     groups: dict[str, list[list]] = {}

@@ -28,9 +28,9 @@ from pcc.shared_data import data_root  # noqa: E402
 
 
 def hd95_mm(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray) -> float:
-    """95th percentile of both directed surface distances pooled (pcc.toolkit.metrics when present)."""
+    """95th percentile of both directed surface distances pooled (pcc.challenge.metrics when present)."""
     try:
-        from pcc.toolkit.metrics import hausdorff
+        from pcc.challenge.metrics import hausdorff
 
         return float(hausdorff(pred, gt, spacing)[1])
     except ImportError:  # a small local version: surfaces = mask XOR its 6-connected erosion

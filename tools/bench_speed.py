@@ -1,6 +1,6 @@
 """Speed of the whole `pcc implant` command against the cost of reading and writing the volume.
 
-    python tools/bench_speed.py [CASE.nrrd ...] [--device cpu] [--repeats 2] [--folder DIR] [--out docs/bench_speed_cpu.txt]
+    python tools/bench_speed.py [CASE.nrrd ...] [--device cpu] [--repeats 2] [--folder DIR] [--out docs/results/speed/bench_speed_cpu.txt]
 
 For each case (default: the bundled example case), in one run of this script:
   floor   reading the input with pcc.io.read_volume and writing a same-size volume with

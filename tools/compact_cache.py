@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pcc.learning.data import MANIFEST  # noqa: E402
+from pcc.learning.cache import MANIFEST  # noqa: E402
 
 
 def compact_case(source: Path, target: Path, counts: dict[str, int], rng: np.random.Generator) -> None:

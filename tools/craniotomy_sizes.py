@@ -3,7 +3,7 @@
     .venv/bin/python tools/craniotomy_sizes.py [--data ../shared/data/skullfix/training_set] [--seed 0] [--limit N]
 
 For every complete skull: the real implant's voxel count, and the voxel counts of craniotomy defects
-made by pcc.toolkit.defects.make_defect (seeded per case): at a random one of the three positions (the default of
+made by pcc.learning.defects.make_defect (seeded per case): at a random one of the three positions (the default of
 `pcc defect --shape craniotomy`) and at the posterior position (where all training defects are).
 Prints min / quartiles / max of each, in voxels and in ml.
 """
@@ -21,7 +21,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pcc.toolkit.defects import make_defect  # noqa: E402
+from pcc.learning.defects import make_defect  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
 
 

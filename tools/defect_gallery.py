@@ -18,7 +18,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pcc.toolkit.defects import SHAPES, make_defect  # noqa: E402
+from pcc.learning.defects import SHAPES, make_defect  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
 
 

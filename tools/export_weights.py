@@ -100,7 +100,7 @@ def record_checks(path: Path) -> None:
     and the design settings it carries (the defaults when it carries none) to both."""
     from pcc.examples import EXAMPLE_DEFECTIVE, EXAMPLE_IMPLANT
     from pcc.io import read_volume
-    from pcc.toolkit.metrics import score_case
+    from pcc.challenge.metrics import score_case
     from pcc.models import state_digest
     from pcc.design import design_implant, load_model
 

@@ -1,6 +1,6 @@
 """Where a defect class's wrong voxels lie: one row per development-split case of one pcc defect shape.
 
-    python tools/failure_analysis.py [--shape frontoorbital] [--model PATH] [--out docs/failure_analysis_frontoorbital_cpu.txt]
+    python tools/failure_analysis.py [--shape frontoorbital] [--model PATH] [--out docs/results/analysis/failure_analysis_frontoorbital_cpu.txt]
 
 The defects are cut by tools/bench_robustness.py's varied_defect (same seed, case name and shape, so
 the rows match its CSV), the implant designed with the given weights (default: shipped). Per case:
@@ -35,9 +35,9 @@ from pcc.design import design_implant, load_model  # noqa: E402
 from pcc.design.implant import implant_cloud  # noqa: E402
 from pcc.geometry.masks import bounding_box, box_slices  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
-from pcc.learning.data import case_names, default_validation_split  # noqa: E402
-from pcc.toolkit.defects import SHAPES  # noqa: E402
-from pcc.toolkit.metrics import score_case  # noqa: E402
+from pcc.learning.cases import case_names, default_validation_split  # noqa: E402
+from pcc.learning.defects import SHAPES  # noqa: E402
+from pcc.challenge.metrics import score_case  # noqa: E402
 from bench_robustness import varied_defect  # noqa: E402  (tools/: the same defects as that benchmark)
 
 DEFAULT_ROOT = skullfix_training_set()

@@ -1,8 +1,8 @@
 """Fit and check pcc's trust model (confidence calibration, expected DSC, review flag) on the development split.
 
-    python tools/fit_trust.py collect [--root DIR] [--model PATH] [--out docs/results/trust_development_cpu.npz]
-    python tools/fit_trust.py fit [--data docs/results/trust_development_cpu.npz] [--write pcc/weights/skullfix_trust.json]
-    python tools/fit_trust.py misses --seeds 0,1,2,3,4 [--root DIR] [--csv docs/results/misses_development_cpu.csv]
+    python tools/fit_trust.py collect [--root DIR] [--model PATH] [--out docs/results/trust/trust_development_cpu.npz]
+    python tools/fit_trust.py fit [--data docs/results/trust/trust_development_cpu.npz] [--write pcc/weights/skullfix_trust.json]
+    python tools/fit_trust.py misses --seeds 0,1,2,3,4 [--root DIR] [--csv docs/results/trust/misses_development_cpu.csv]
 
 The development split is the 10 SkullFix training cases never trained on (pcc.learning.data's fixed split):
 their real defects, the 70 varied defects tools/bench_robustness.py cuts into the same skulls (one per pcc
@@ -47,9 +47,9 @@ from bench_robustness import DEFAULT_ROOT, downsample_2x, varied_defect  # noqa:
 from pcc.design import design_implant, load_model  # noqa: E402
 from pcc.design.assessment import QUALITY_SIGNALS, TrustModel, assess_design, design_members  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
-from pcc.learning.data import case_names, default_validation_split  # noqa: E402
-from pcc.toolkit.defects import SHAPES  # noqa: E402
-from pcc.toolkit.metrics import dice  # noqa: E402
+from pcc.learning.cases import case_names, default_validation_split  # noqa: E402
+from pcc.learning.defects import SHAPES  # noqa: E402
+from pcc.challenge.metrics import dice  # noqa: E402
 
 BINS = 50
 REGION_MM = 3.0
@@ -271,12 +271,12 @@ def main() -> None:
         p.add_argument("--root", default=str(DEFAULT_ROOT), help="SkullFix training_set folder")
         p.add_argument("--model", default=None)
         p.add_argument("--device", default="auto")
-    sub.choices["collect"].add_argument("--out", default=str(REPO / "docs" / "results" / "trust_development_cpu.npz"))
+    sub.choices["collect"].add_argument("--out", default=str(REPO / "docs" / "results" / "trust" / "trust_development_cpu.npz"))
     sub.choices["misses"].add_argument("--seeds", default="0,1,2,3,4")
     sub.choices["misses"].add_argument("--csv", default=None)
     sub.choices["misses"].add_argument("--skulls", default=None, help="only these development skulls, e.g. 073,081")
     p = sub.add_parser("fit")
-    p.add_argument("--data", default=str(REPO / "docs" / "results" / "trust_development_cpu.npz"))
+    p.add_argument("--data", default=str(REPO / "docs" / "results" / "trust" / "trust_development_cpu.npz"))
     p.add_argument("--write", default=None, help="write the trust model JSON (e.g. pcc/weights/skullfix_trust.json)")
     p.add_argument("--report", default=None, help="write the printed figures to this file")
     p.add_argument("--agreement-floor", type=float, default=TrustModel.agreement_floor)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from pcc.shared_data import data_root  # noqa: E402
 
-from pcc.outputs.batch import Job, run_jobs  # noqa: E402
+from pcc.pipeline import Job, run_jobs  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
 from pcc.outputs.printing import check_printable, solid_mask  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Does a model overfit its training skulls? Its losses on training pairs against development-split pairs.
 
     python tools/generalization_gap.py --model runs/skullfix/version_N/checkpoints/last.ckpt
-        [--cache cache/skullfix] [--cases 50] [--pairs 4] [--out docs/generalization_gap_cpu.txt]
+        [--cache cache/skullfix] [--cases 50] [--pairs 4] [--out docs/results/analysis/generalization_gap_cpu.txt]
 
 Pairs are made from the training cache (data.cache_dir of `pcc train fit`; its cases.json names the
 training and the held-out development cases) exactly as in training (pcc.learning.data.make_pair):
@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO))
 
 from pcc.design import load_model  # noqa: E402
 from pcc.geometry.frames import defect_frame  # noqa: E402
-from pcc.learning.data import load_case, make_pair  # noqa: E402
+from pcc.learning.cache import load_case  # noqa: E402
+from pcc.learning.pairs import make_pair  # noqa: E402
 from pcc.learning.losses import CompletionLoss, chamfer_distance  # noqa: E402
 
 

@@ -27,9 +27,9 @@ sys.path.insert(0, str(REPO))
 import pcc.design as pipeline  # noqa: E402
 from pcc.shared_data import skullfix_training_set  # noqa: E402
 from pcc.design.reconstruction import implant_from_points  # noqa: E402
-from pcc.learning.data import case_names, default_validation_split  # noqa: E402
+from pcc.learning.cases import case_names, default_validation_split  # noqa: E402
 from pcc.io import read_volume  # noqa: E402
-from pcc.toolkit.metrics import score_case  # noqa: E402
+from pcc.challenge.metrics import score_case  # noqa: E402
 
 AFTER_THE_NETWORKS = ("point_smoothing_mm", "kernel_neighbours", "implant_reach_mm", "surface_smoothing_mm",
                       "rim_closing_mm", "sliver_mm")

@@ -1,6 +1,6 @@
 """The `pcc` command line: parses arguments and calls one Python function per command.
 
-Each area registers its commands from its own module (convert, toolkit, learned). Exit status:
+Each area registers its commands from its own module (implant, convert, toolkit). Exit status:
 0 success, 2 bad input or arguments (one line on stderr), 1 internal failure.
 """
 
@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pcc.cli import convert, learned, toolkit
+    from pcc.cli import convert, implant, toolkit
 
     parser = _Parser(
         prog="pcc",
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pcc {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (learned, convert, toolkit):
+    for module in (implant, convert, toolkit):
         module.register(commands)
     # `pcc train ...` is handed to the Lightning CLI in main(); listed here for 'pcc --help' and the
     # example that 'pcc train --help' prints after the Lightning CLI's own help.

@@ -66,7 +66,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _defect(args: argparse.Namespace) -> None:
-    from pcc.toolkit.defects import SHAPES, write_defects
+    from pcc.learning.defects import SHAPES, write_defects
 
     if args.shape not in SHAPES:
         raise InputError(f"unknown --shape {args.shape!r}: choose one of {', '.join(SHAPES)}")
@@ -82,7 +82,7 @@ def _defect(args: argparse.Namespace) -> None:
 def _segment(args: argparse.Namespace) -> None:
     from pcc.cli.paths import check_output
     from pcc.io import is_volume_path, read_volume, write_volume
-    from pcc.toolkit.segment import check_ct_grid, scan_warnings, segment_skull
+    from pcc.io.segment import check_ct_grid, scan_warnings, segment_skull
 
     output = check_output(args.output, args.ct)
     if not is_volume_path(output):
@@ -106,7 +106,7 @@ def _segment(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from pcc.cli.paths import check_output
-    from pcc.toolkit.evaluation import evaluate_folders
+    from pcc.challenge.evaluation import evaluate_folders
 
     for path in (args.csv, args.json):
         if path is not None:
@@ -140,8 +140,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _rank(args: argparse.Namespace) -> None:
     import json
 
-    from pcc.toolkit.evaluation import to_json_safe
-    from pcc.toolkit.ranking import format_ranking, rank_files
+    from pcc.challenge.evaluation import to_json_safe
+    from pcc.challenge.ranking import format_ranking, rank_files
 
     ranking = rank_files(args.summaries, args.names)
     print(format_ranking(ranking))

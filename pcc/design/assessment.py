@@ -149,7 +149,7 @@ def assess_design(defective: Volume, implant: Volume, model, *, settings: Design
     if members is None:
         members = design_members(defective, model, settings, trust)
     from pcc.geometry.masks import bounding_box, box_slices
-    from pcc.toolkit.metrics import dice
+    from pcc.challenge.metrics import dice
 
     designs = [implant.mask(), *members]
     spacing = np.asarray(defective.spacing)

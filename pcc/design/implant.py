@@ -12,7 +12,7 @@ from pcc.design.prediction import predict_implant_cloud
 from pcc.design.reconstruction import implant_from_points
 from pcc.design.settings import DesignSettings
 from pcc.geometry.cloud import PointCloud
-from pcc.learning.network_inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS
+from pcc.models.inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS
 from pcc.volume import Volume, require_binary
 
 

@@ -21,7 +21,7 @@ from pcc.design.settings import DesignSettings
 from pcc.geometry.cloud import PointCloud
 from pcc.geometry.frames import crop_and_sample, defect_frame, global_frame
 from pcc.geometry.masks import near_mask
-from pcc.learning.network_inputs import SampleSizes
+from pcc.models.inputs import SampleSizes
 from pcc.volume import Volume
 
 

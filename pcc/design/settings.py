@@ -90,7 +90,7 @@ class DesignSettings:
     implant_reach_mm: float = 4.0
     # Gaussian sigma of the solid before it is joined to the bone. Chosen on the validation split with an
     # earlier model (0.5 → DSC 0.895, 1.0 → 0.898, 2.0 → 0.895); tools/sweep_cleanup.py with the shipped
-    # model: every setting within 0.007 (docs/sweep_cleanup_cpu.txt).
+    # model: every setting within 0.007 (docs/results/ablation/sweep_cleanup_cpu.txt).
     surface_smoothing_mm: float = 1.0
     # Radius of the closing of implant ∪ skull that joins the implant to the bone rim.
     rim_closing_mm: float = 1.5

@@ -92,7 +92,7 @@ class ImplantCompletion(L.LightningModule):
         return total
 
     def validation_step(self, case: dict, batch_index: int) -> None:
-        from pcc.toolkit.metrics import score_case
+        from pcc.challenge.metrics import score_case
         from pcc.design.prediction import predict_implant_cloud
         from pcc.design.reconstruction import implant_from_points
         from pcc.volume import Volume

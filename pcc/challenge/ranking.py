@@ -19,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 from pcc.errors import InputError
-from pcc.toolkit.evaluation import METRICS, load_evaluation_json
+from pcc.challenge.evaluation import METRICS, load_evaluation_json
 
 DESCENDING = {"dsc": True, "bdsc": True, "hd": False, "hd95": False}
 

@@ -1,4 +1,4 @@
-"""What the networks see, shared by training (pcc.learning.data) and use (pcc.design).
+"""What the networks see, shared by training (pcc.learning.pairs) and use (pcc.design).
 
 A light module (no Lightning import), so that designing an implant does not pay for the trainer.
 """

@@ -305,7 +305,7 @@ def write_defects(complete_path_or_dir: str | os.PathLike, out_dir: str | os.Pat
     The defect of a skull depends only on (seed, file name, k), not on the other files in the folder.
     """
     from pcc.errors import InputError
-    from pcc.toolkit.evaluation import case_files
+    from pcc.challenge.evaluation import case_files
     from pcc.io import read_volume, volume_suffix, write_volume
     from pcc.volume import require_binary
 

@@ -68,7 +68,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _implant(args: argparse.Namespace) -> None:
-    from pcc.outputs.batch import CtInput, Job, plan_folder, run_jobs, select_part
+    from pcc.pipeline import CtInput, Job, plan_folder, run_jobs, select_part
     from pcc.io import is_volume_path
 
     source = Path(args.input)
@@ -175,10 +175,10 @@ def _path(text: str | None) -> Path | None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from pcc.outputs.batch import Job, run_jobs
+    from pcc.pipeline import Job, run_jobs
     from pcc.examples import EXAMPLE_DEFECTIVE, EXAMPLE_IMPLANT
     from pcc.io import read_volume
-    from pcc.toolkit.metrics import score_case
+    from pcc.challenge.metrics import score_case
 
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():

@@ -29,7 +29,7 @@ import numpy as np
 
 from pcc.errors import InputError
 from pcc.io import VOLUME_SUFFIXES, read_volume, volume_suffix
-from pcc.toolkit.metrics import CaseScores, score_case
+from pcc.challenge.metrics import CaseScores, score_case
 
 METRICS = ("dsc", "bdsc", "hd", "hd95")
 CSV_HEADER = ("case", "dsc", "bdsc", "hd", "hd95")
