@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pcc-installed
 
-.PHONY: install test demo system-deps clean
+.PHONY: install test demo system-deps browser-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,17 @@ system-deps: $(STAMP)
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libusb-1.0-0 >/dev/null; \
 	  $(PY) -c "import open3d"; }
 
+# The review page's browser test (tests/outputs/test_review.py) runs Debian's headless Chromium; installed
+# here for `make test` only when it is missing.
+browser-deps:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the review page's browser test"; \
+	  SUDO=$$(command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+
 install: $(STAMP) system-deps
 
-test: install
+test: install browser-deps
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 demo: install

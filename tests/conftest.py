@@ -123,3 +123,25 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "skullfix").is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (set PCC_DATA, or put shared/data/skullfix beside the repository)")
     return SHARED_DATA
+
+
+def hollow_skull(spacing=(2.0, 2.0, 2.5), directions=None, semi=(72.0, 92.0, 80.0), thickness=9.0) -> Volume:
+    """A hollow ellipsoid 'skull' (world mm, LPS) with its lowest fifth cut off, centred in its grid."""
+    spacing = np.asarray(spacing, float)
+    shape = tuple(int(np.ceil(2 * s / sp)) + 6 for s, sp in zip(semi, spacing))
+    directions = np.diag(spacing) if directions is None else np.asarray(directions, float)
+    origin = -np.asarray(shape) / 2 @ directions
+    vol = Volume(np.zeros(shape, np.int32), directions, origin)
+    world = vol.index_to_world(np.indices(shape).reshape(3, -1).T)
+    r = np.sqrt(((world / np.asarray(semi)) ** 2).sum(axis=1))
+    shell = (r <= 1.0) & (r >= 1.0 - thickness / min(semi)) & (world[:, 2] > -0.6 * semi[2])
+    return vol.with_array(shell.reshape(shape).astype(np.int32))
+
+
+def tiny_nets():
+    """A small (global, local) network pair for fast training and loading tests."""
+    from pcc.models import PointCompletionNet
+
+    global_net = PointCompletionNet(width=16, feature_dim=32, coarse_points=32, children=1, neighbours=0)
+    local_net = PointCompletionNet(width=16, feature_dim=32, coarse_points=32, children=4, neighbours=4)
+    return global_net, local_net

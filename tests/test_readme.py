@@ -28,7 +28,7 @@ def readme_commands() -> list[str]:
 def test_the_readme_activates_the_environment_its_commands_use():
     commands = readme_commands()
     assert ". .venv/bin/activate" in commands, "the set-up must say how to put .venv's pcc and python on the PATH"
-    assert any(c.startswith("pcc implant") for c in commands) and any(c.startswith("python tools/") for c in commands)
+    assert any(c.startswith("pcc implant") for c in commands) and any(c.startswith("python -m tools.") for c in commands)
 
 
 def test_every_pcc_command_in_the_readme_exists():
@@ -50,11 +50,11 @@ def test_every_pcc_command_in_the_readme_exists():
 
 @pytest.mark.slow
 def test_every_python_tool_in_the_readme_runs_in_this_environment():
-    """`python tools/X.py` lines: the script exists and its --help runs with this environment's python
-    (so its imports, e.g. pynrrd, are installed)."""
-    scripts = sorted({w for line in readme_commands() for w in line.split() if w.startswith("tools/") and w.endswith(".py")})
-    assert scripts
-    for script in scripts:
-        result = subprocess.run([sys.executable, str(REPO / script), "--help"], capture_output=True, text=True, cwd=REPO,
+    """`python -m tools.GROUP.NAME` lines: the module exists and its --help runs with this environment's python
+    from the repository's root (so its imports, e.g. pynrrd, are installed)."""
+    modules = sorted({line.split()[2] for line in readme_commands() if line.startswith("python -m tools.")})
+    assert modules
+    for module in modules:
+        result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=REPO,
                                 timeout=120)
-        assert result.returncode == 0, f"{script} --help failed: {result.stderr[-800:]}"
+        assert result.returncode == 0, f"{module} --help failed: {result.stderr[-800:]}"

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pcc.challenge.metrics import CaseScores, score_case
 from pcc.errors import InputError
 from pcc.io import VOLUME_SUFFIXES, read_volume, volume_suffix
-from pcc.challenge.metrics import CaseScores, score_case
 
 METRICS = ("dsc", "bdsc", "hd", "hd95")
 CSV_HEADER = ("case", "dsc", "bdsc", "hd", "hd95")

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from pcc.errors import InputError
 from pcc.challenge.evaluation import METRICS, load_evaluation_json
+from pcc.errors import InputError
 
 DESCENDING = {"dsc": True, "bdsc": True, "hd": False, "hd95": False}
 

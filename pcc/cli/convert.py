@@ -44,8 +44,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _to_points(args: argparse.Namespace) -> None:
     from pcc.geometry.cloud import PointCloud
-    from pcc.io import read_volume, write_cloud
     from pcc.geometry.surface import volume_to_points
+    from pcc.io import read_volume, write_cloud
     from pcc.volume import require_binary
 
     check_input(args.volume, "input volume")
@@ -58,8 +58,8 @@ def _to_points(args: argparse.Namespace) -> None:
 
 
 def _to_volume(args: argparse.Namespace) -> None:
-    from pcc.io import is_volume_path, read_cloud, read_volume, write_volume
     from pcc.geometry.voxelize import points_to_volume
+    from pcc.io import is_volume_path, read_cloud, read_volume, write_volume
 
     check_input(args.cloud, "input cloud")
     check_input(args.like, "reference volume")
@@ -74,9 +74,9 @@ def _to_volume(args: argparse.Namespace) -> None:
 def _mesh(args: argparse.Namespace) -> None:
     import numpy as np
 
+    from pcc.geometry.surface import Mesh
     from pcc.io import read_volume, write_mesh
     from pcc.outputs.printing import printable_mesh
-    from pcc.geometry.surface import Mesh
     from pcc.volume import require_binary
 
     check_input(args.volume, "input volume")

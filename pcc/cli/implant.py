@@ -28,7 +28,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         example=("pcc implant defective_skull/000.nrrd -o implant_000.nrrd --stl implant_000.stl --preview 000.png",
                  "pcc implant defective_skull/ -o implants/ --stl stl/ --preview png/ --report run.json --num-parts 2 --part-id 0",
                  "pcc implant defective_skull/ -o implants/ --workers 4 --device cuda",
-                 "pcc implant dicom/head_ct/ --ct -o implant.nrrd --stl implant.stl --report run.json"),
+                 "pcc implant dicom/head_ct/ --ct -o implant.nrrd --stl implant.stl --report run.json",
+                 "pcc implant defective_skull/000.nrrd -o implant_000.nrrd --review 000.html"),
     )
     p.add_argument("input", help="defective skull volume (.nrrd, .nii, .nii.gz) or a folder of them; with --ct, "
                                  "a head CT: a folder of one DICOM series, or a .nrrd/.nii/.nii.gz volume in HU")
@@ -47,6 +48,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--confidence", metavar="CONF",
                    help="also write the per-voxel implant probability (uint8 percent 0-100, on the input's grid, "
                         ".nrrd/.nii/.nii.gz); a folder when INPUT is a folder (same file names)")
+    p.add_argument("--review", metavar="PAGE.html",
+                   help="also write a self-contained review page (the implant in 3-D on the skull or CT, slices, the "
+                        "report's figures; opens offline in any browser); a folder when INPUT is a folder, with index.html")
     p.add_argument("--clearance", type=_non_negative_mm, default=0.0, metavar="MM",
                    help="fitting gap between the STL and the bone at the rim, mm (default 0; the volume is unchanged)")
     p.add_argument("--overwrite", action="store_true",
@@ -68,8 +72,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _implant(args: argparse.Namespace) -> None:
-    from pcc.pipeline import CtInput, Job, plan_folder, run_jobs, select_part
     from pcc.io import is_volume_path
+    from pcc.pipeline import CtInput, Job, plan_folder, run_jobs, select_part
 
     source = Path(args.input)
     if args.series is not None and not args.ct:
@@ -84,7 +88,7 @@ def _implant(args: argparse.Namespace) -> None:
     if args.model is not None and not Path(args.model).is_file():
         raise InputError(f"model file {args.model} not found; give --model PATH of a pcc checkpoint")
     for option, path in (("-o", args.output), ("--stl", args.stl), ("--preview", args.preview), ("--report", args.report),
-                         ("--confidence", args.confidence)):
+                         ("--confidence", args.confidence), ("--review", args.review)):
         _check_not_under_a_file(option, path)
     if source.is_dir() and not args.ct:
         out_dir = Path(args.output)
@@ -92,19 +96,19 @@ def _implant(args: argparse.Namespace) -> None:
             raise InputError(f"{out_dir} is a file, but INPUT is a folder: give an output folder")
         if out_dir.exists() and out_dir.resolve() == source.resolve():
             raise InputError("the output folder is the input folder: choose another output folder")
-        folders = {"--stl": args.stl, "--preview": args.preview, "--confidence": args.confidence}
+        folders = {"--stl": args.stl, "--preview": args.preview, "--confidence": args.confidence, "--review": args.review}
         for option, folder in folders.items():
             if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
                 raise InputError(f"{option} {folder} is a file, but INPUT is a folder: give a folder")
         jobs = plan_folder(source, out_dir, stl_dir=_path(args.stl), preview_dir=_path(args.preview),
-                           confidence_dir=_path(args.confidence))
+                           confidence_dir=_path(args.confidence), review_dir=_path(args.review))
         jobs = select_part(jobs, args.num_parts, args.part_id)
         if args.workers < 1:
             raise InputError(f"--workers must be at least 1, got {args.workers}")
         from pcc.design import resolve_device
 
         resolve_device(args.device)  # a bad --device before any folder is made
-        for folder in (out_dir, _path(args.stl), _path(args.preview), _path(args.confidence)):
+        for folder in (out_dir, _path(args.stl), _path(args.preview), _path(args.confidence), _path(args.review)):
             if folder is not None:
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
@@ -122,14 +126,15 @@ def _implant(args: argparse.Namespace) -> None:
             raise InputError("--num-parts and --part-id split a folder of cases; INPUT is a single case")
         if not is_volume_path(args.output):
             raise InputError(f"{args.output}: the implant output must end in .nrrd, .nii or .nii.gz")
-        outputs = [p for p in (args.output, args.stl, args.preview, args.confidence) if p is not None]
+        outputs = [p for p in (args.output, args.stl, args.preview, args.confidence, args.review) if p is not None]
         _make_folders(outputs)
         output = check_output(args.output, source)
         if args.confidence is not None:
             if not is_volume_path(args.confidence):
                 raise InputError(f"{args.confidence}: the --confidence output must end in .nrrd, .nii or .nii.gz")
             check_output(args.confidence, source)
-        for option, path, suffix in (("--stl", args.stl, ".stl"), ("--preview", args.preview, ".png")):
+        for option, path, suffix in (("--stl", args.stl, ".stl"), ("--preview", args.preview, ".png"),
+                                     ("--review", args.review, ".html")):
             if path is not None:
                 check_output(path, source)
                 if not path.lower().endswith(suffix):
@@ -139,7 +144,8 @@ def _implant(args: argparse.Namespace) -> None:
             raise InputError(f"{', '.join(existing)} already exists: add --overwrite to replace it, or choose another path")
         # --device is checked when the model loads, after the input is read and before anything is written:
         # checking it here would import torch now instead of in run_jobs' thread beside the reading.
-        jobs = [Job(source, output, _path(args.stl), _path(args.preview), ct=ct, confidence=_path(args.confidence))]
+        jobs = [Job(source, output, _path(args.stl), _path(args.preview), ct=ct, confidence=_path(args.confidence),
+                    review=_path(args.review))]
         keep_going, resume = False, False  # one file: always (re)design it, as asked
     run_jobs(
         jobs, model_path=args.model, device=args.device, clearance_mm=args.clearance, overwrite=args.overwrite,
@@ -175,10 +181,10 @@ def _path(text: str | None) -> Path | None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from pcc.pipeline import Job, run_jobs
+    from pcc.challenge.metrics import score_case
     from pcc.examples import EXAMPLE_DEFECTIVE, EXAMPLE_IMPLANT
     from pcc.io import read_volume
-    from pcc.challenge.metrics import score_case
+    from pcc.pipeline import Job, run_jobs
 
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():

@@ -105,8 +105,8 @@ def _segment(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from pcc.cli.paths import check_output
     from pcc.challenge.evaluation import evaluate_folders
+    from pcc.cli.paths import check_output
 
     for path in (args.csv, args.json):
         if path is not None:

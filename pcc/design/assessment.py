@@ -14,7 +14,7 @@ design holds, about 0.5 on a surface they share, lower where they part); the cal
 to the probability that the voxel belongs to the true implant. Per case, a linear model of two plain
 signals (how well the designs agree, how low on the skull the implant reaches) predicts its DSC; the
 volume where the designs part, where it lies and the slice spacing give the reasons in words. The
-table and the model were fitted on the development split only (tools/fit_trust.py) and are stored in
+table and the model were fitted on the development split only (tools/release/fit_trust.py) and are stored in
 pcc/weights/skullfix_trust.json.
 
 Array index order (x, y, z) as everywhere in pcc; lengths in mm, volumes in cm³ where the name says so.
@@ -43,7 +43,7 @@ QUALITY_SIGNALS = ("agreement", "lowest_height")
 @dataclass(frozen=True)
 class TrustModel:
     """What turns the design's own signals into a confidence map and a quality figure (the calibration table,
-    the quality model and the review threshold are fitted by tools/fit_trust.py; the rest is chosen).
+    the quality model and the review threshold are fitted by tools/release/fit_trust.py; the rest is chosen).
 
     member_seeds: sampling seeds of the extra designs (the design itself uses settings.sampling_seed).
     member_surface_step, member_local_passes, member_kernel_neighbours: the extra designs' first_round_surface_step,
@@ -148,8 +148,8 @@ def assess_design(defective: Volume, implant: Volume, model, *, settings: Design
     trust = trust if trust is not None else load_trust_model()
     if members is None:
         members = design_members(defective, model, settings, trust)
-    from pcc.geometry.masks import bounding_box, box_slices
     from pcc.challenge.metrics import dice
+    from pcc.geometry.masks import bounding_box, box_slices
 
     designs = [implant.mask(), *members]
     spacing = np.asarray(defective.spacing)

@@ -17,8 +17,8 @@ from torch import nn
 from pcc.design.assessment import SHIPPED_TRUST, TrustModel, load_trust_model
 from pcc.design.settings import DesignSettings
 from pcc.errors import InputError
-from pcc.models.inputs import SampleSizes
 from pcc.models import network_state, state_digest
+from pcc.models.inputs import SampleSizes
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "skullfix.pt"
 

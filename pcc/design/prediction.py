@@ -24,7 +24,6 @@ from pcc.geometry.masks import near_mask
 from pcc.models.inputs import SampleSizes
 from pcc.volume import Volume
 
-
 # Guesses of the global stage whose centres lie closer than this (mm) are the same guess (not tried twice).
 DISTINCT_GUESS_MM = 5.0
 

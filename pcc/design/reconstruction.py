@@ -13,8 +13,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from pcc.design.settings import DesignSettings
-from pcc.geometry.masks import diamond_closing, drop_fragments, drop_slivers, drop_specks, radius_voxels
 from pcc.geometry.cloud import PointCloud
+from pcc.geometry.masks import diamond_closing, drop_fragments, drop_slivers, drop_specks, radius_voxels
 from pcc.volume import Volume
 
 

@@ -34,7 +34,7 @@ class DesignSettings:
     local_passes: int = 4
     # The global stage runs on this many resamplings of the skull; the prediction that agrees best with
     # the others is used (GPU-trained weights, 70 varied defects in the validation skulls: mean DSC
-    # 0.738 → 0.750, cases at DSC 0: 5 → 3; tools/bench_robustness.py).
+    # 0.738 → 0.750, cases at DSC 0: 5 → 3; tools/benchmarks/bench_robustness.py).
     global_passes: int = 8
     # Extra local predictions, each in the frame fitted to the previous one's points.
     frame_refinements: int = 2
@@ -89,7 +89,7 @@ class DesignSettings:
     # 0.239 → 0.288, bilateral 048 0.703 → 0.736 (HD95 9.6 → 2.5 mm); the 10 real cases unchanged.
     implant_reach_mm: float = 4.0
     # Gaussian sigma of the solid before it is joined to the bone. Chosen on the validation split with an
-    # earlier model (0.5 → DSC 0.895, 1.0 → 0.898, 2.0 → 0.895); tools/sweep_cleanup.py with the shipped
+    # earlier model (0.5 → DSC 0.895, 1.0 → 0.898, 2.0 → 0.895); tools/analysis/sweep_cleanup.py with the shipped
     # model: every setting within 0.007 (docs/results/ablation/sweep_cleanup_cpu.txt).
     surface_smoothing_mm: float = 1.0
     # Radius of the closing of implant ∪ skull that joins the implant to the bone rim.

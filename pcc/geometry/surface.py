@@ -7,7 +7,7 @@ Points are sampled on the 0.5 iso-surface of the mask smoothed by a Gaussian of 
 the binary iso-surface is a chamfered staircase whose facets (and normals) wobble by ~0.3 voxel
 around the smooth bone surface that was voxelized; the smoothed one follows that surface, so a
 sparse cloud carries it more faithfully. Measured on SkullFix implants at 16384 points, round trip
-through pcc.geometry.voxelize: surface voxels that differ 8% → 1.5%, DSC 0.992 → 0.998 (tools/bench_roundtrip.py).
+through pcc.geometry.voxelize: surface voxels that differ 8% → 1.5%, DSC 0.992 → 0.998 (tools/benchmarks/bench_roundtrip.py).
 Structures one voxel thin fade below 0.5 and lose their points.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pcc.geometry.cloud import PointCloud
 from pcc.errors import InputError
+from pcc.geometry.cloud import PointCloud
 from pcc.geometry.masks import bounding_box
 from pcc.volume import Volume
 

@@ -12,7 +12,7 @@ takes the majority sign of the band voxels that touch it.
 
 Cost is O(points × voxels per kernel ball) for the band plus one connected-component labelling of
 the cloud's bounding box: ~1–2 s for an implant, a few seconds for a 512×512×Z skull on 2 CPU cores
-(tools/bench_roundtrip.py measures it).
+(tools/benchmarks/bench_roundtrip.py measures it).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from pcc.errors import InputError
 from pcc.geometry.cloud import PointCloud
 from pcc.geometry.masks import box_slices
-from pcc.errors import InputError
 from pcc.volume import Volume
 
 # (point, voxel) pairs per splatting batch. Each batch's temporary arrays (about 30 bytes per pair) stay
@@ -68,7 +68,7 @@ def points_to_solid_box(cloud: PointCloud, like: Volume, *, neighbours: int = 8)
     normals = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
 
     radius = _kernel_radius(points, neighbours, min_mm=1.5 * float(like.spacing.max()))
-    h = radius / 3.0  # measured: R/3 beats R/2 and R/4 at 1k–16k points (tools/bench_roundtrip.py)
+    h = radius / 3.0  # measured: R/3 beats R/2 and R/4 at 1k–16k points (tools/benchmarks/bench_roundtrip.py)
 
     reach = _index_reach(like.directions, radius)
     index = like.world_to_index(points)

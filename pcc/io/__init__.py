@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pcc.geometry.cloud import PointCloud
 from pcc.errors import InputError
+from pcc.geometry.cloud import PointCloud
 from pcc.volume import Volume
 
 VOLUME_SUFFIXES = (".nrrd", ".nii", ".nii.gz")

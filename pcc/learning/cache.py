@@ -129,8 +129,8 @@ def volume_arrays(defective, implant) -> dict[str, np.ndarray]:
 
 def build_case_caches(root: Path, name: str, jobs: list[tuple[SyntheticDefect | None, Path]], *, with_volumes: bool) -> None:
     """Read one case once and write its cache files: the real pair (defect None) and synthetic defects."""
-    from pcc.learning.defects import make_defect
     from pcc.io import read_volume
+    from pcc.learning.defects import make_defect
 
     defective = read_volume(root / "defective_skull" / name)
     implant = read_volume(root / "implant" / name)

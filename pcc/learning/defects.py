@@ -304,8 +304,8 @@ def write_defects(complete_path_or_dir: str | os.PathLike, out_dir: str | os.Pat
     With per_skull > 1 the names get the suffix _k1 … _kK. Each output keeps the complete skull's grid.
     The defect of a skull depends only on (seed, file name, k), not on the other files in the folder.
     """
-    from pcc.errors import InputError
     from pcc.challenge.evaluation import case_files
+    from pcc.errors import InputError
     from pcc.io import read_volume, volume_suffix, write_volume
     from pcc.volume import require_binary
 

@@ -221,11 +221,11 @@ class TimeBudget(L.Callback):
 
 def train_cli(args: list[str]) -> int:
     """`pcc train ...`: the Lightning CLI over ImplantCompletion and SkullCompletionData."""
+    import warnings
+
     from pytorch_lightning.cli import LightningCLI
 
     from pcc.learning.data import SkullCompletionData
-
-    import warnings
 
     # Full float32 matrix products (no TF32 on GPUs): Chamfer's nearest-neighbour search compares squared
     # distances of sub-millimetre size, which TF32's 10-bit mantissa would blur.

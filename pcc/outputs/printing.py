@@ -7,8 +7,10 @@
 
 The mesh is one watertight, edge-manifold, outward-wound solid: cavities filled, the largest
 6-connected part kept, marching cubes at the 0.5 level of the padded mask, then Taubin smoothing
-(λ|μ filtering, which does not shrink the part the way plain Laplacian smoothing does). Its volume
-is checked against voxel count × voxel volume (±2 %); smoothing is reduced until it holds.
+(λ|μ filtering, which does not shrink the part the way plain Laplacian smoothing does), continued where
+the mean dihedral angle is still above 45 % of the raw surface's. Its volume is checked against voxel
+count × voxel volume (±2 %) and every vertex stays within 0.75 voxel of its raw place (so the surface
+stays within a voxel of the raw one); smoothing is reduced until they hold.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pcc.volume import Volume
 
 VOLUME_TOLERANCE = 0.02
 SMOOTHING_ITERATIONS = 30
+SMOOTHNESS_TARGET = 0.45  # smooth until the mean dihedral angle is at most this fraction of the raw surface's ...
+MAX_SMOOTHING_FACTOR = 8  # ... with at most this many times smoothing_iterations
 _SIX = ndimage.generate_binary_structure(3, 1)
 
 
@@ -86,7 +90,10 @@ def printable_mesh(
         implant: binary implant volume.
         clearance_mm: fitting gap (mm) to open between the implant and the bone; see solid_mask.
         smoothing_iterations: Taubin λ|μ iterations (0: the raw marching-cubes surface). Reduced
-            automatically if the smoothed volume would leave ±2 % of voxel count × voxel volume.
+            automatically if the smoothed volume would leave ±1.5 % of voxel count × voxel volume, or a
+            vertex would move more than 0.75 voxel (so the surface stays within a voxel of the raw one);
+            repeated (up to MAX_SMOOTHING_FACTOR times in all) while the mean dihedral angle is above
+            SMOOTHNESS_TARGET × the raw surface's and those bounds hold.
         defective: the defective skull on the same grid; with a clearance it limits the gap to
             the faces that touch bone.
         solid: solid_mask(implant, clearance_mm=clearance_mm, defective=defective) when the caller has it.
@@ -107,18 +114,59 @@ def printable_mesh(
     target = float(solid.sum()) * implant.voxel_volume
     box_lower, box_upper = voxel_world_box(implant.with_array(solid))
     voxel = float(implant.spacing.max())
+
+    def fits(mesh) -> bool:  # volume, box and every vertex (so every point: the Hausdorff distance) near the raw ones
+        box_error = max(np.abs(mesh.bounds[0] - box_lower).max(), np.abs(mesh.bounds[1] - box_upper).max())
+        moved = float(np.sqrt(((mesh.vertices - raw.vertices) ** 2).sum(axis=1).max()))
+        return abs(mesh.volume / target - 1.0) <= VOLUME_TOLERANCE * 0.75 and box_error <= 0.75 * voxel and moved <= 0.75 * voxel
+
     iterations = int(smoothing_iterations)
     while True:
         mesh = raw.copy()
         if iterations > 0:
             trimesh.smoothing.filter_taubin(mesh, lamb=0.5, nu=0.53, iterations=iterations)
-        box_error = max(np.abs(mesh.bounds[0] - box_lower).max(), np.abs(mesh.bounds[1] - box_upper).max())
-        if iterations <= 0 or (abs(mesh.volume / target - 1.0) <= VOLUME_TOLERANCE * 0.75 and box_error <= 0.75 * voxel):
+        if iterations <= 0 or fits(mesh):
             break
         iterations //= 2  # smoothing moved the part too much: smooth less
+    if 0 < iterations == int(smoothing_iterations):
+        # terraces left on gently curved parts: smooth on while the faces still bend more than
+        # SMOOTHNESS_TARGET × the raw surface's and the part stays within the tolerances above
+        goal = SMOOTHNESS_TARGET * float(raw.face_adjacency_angles.mean())
+        done = iterations
+        while done < MAX_SMOOTHING_FACTOR * iterations and float(mesh.face_adjacency_angles.mean()) > goal:
+            more = mesh.copy()
+            trimesh.smoothing.filter_taubin(more, lamb=0.5, nu=0.53, iterations=iterations)
+            if not fits(more):
+                break
+            mesh, done = more, done + iterations
     if mesh.volume < 0:
         mesh.invert()
     return mesh
+
+
+def mesh_smoothness(mesh) -> dict:
+    """How much a mesh's surface bends between neighbouring triangles: mean_dihedral_deg and
+    p95_dihedral_deg (angles between the normals of faces sharing an edge, degrees) and faces.
+    A raw marching-cubes staircase reads several times a smoothed surface's mean."""
+    angles = np.degrees(np.asarray(mesh.face_adjacency_angles, dtype=np.float64))
+    return {"mean_dihedral_deg": float(angles.mean()) if angles.size else 0.0,
+            "p95_dihedral_deg": float(np.percentile(angles, 95)) if angles.size else 0.0,
+            "faces": int(len(mesh.faces))}
+
+
+def hausdorff_mm(first, second, *, samples: int = 200_000, seed: int = 0) -> float:
+    """Symmetric Hausdorff distance (mm) between two meshes' surfaces, from their vertices and `samples`
+    random surface points each, each matched to the nearest such point of the other mesh (so it reads
+    high by at most the points' spacing, about sqrt(area / samples))."""
+    import trimesh
+    from scipy.spatial import cKDTree
+
+    def points(mesh) -> np.ndarray:
+        sampled = trimesh.sample.sample_surface(mesh, samples, seed=seed)[0]
+        return np.concatenate([np.asarray(mesh.vertices), sampled])
+
+    a, b = points(first), points(second)
+    return float(max(cKDTree(b).query(a)[0].max(), cKDTree(a).query(b)[0].max()))
 
 
 def _bridge_edge_contacts(mask: np.ndarray) -> np.ndarray:
@@ -203,8 +251,8 @@ def voxel_world_box(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
 
 def write_stl(path: str | os.PathLike, mesh, *, space: str = "left-posterior-superior") -> None:
     """Write a trimesh as binary STL (atomic), naming the world space and units in its 80-byte header."""
-    from pcc.io import write_mesh
     from pcc.geometry.surface import Mesh
+    from pcc.io import write_mesh
 
     if Path(path).suffix.lower() != ".stl":
         raise InputError(f"{path}: the STL output must end in .stl")

@@ -12,6 +12,7 @@ One module per step of a case, in the order design_case (case.py) runs them:
     assess.py   design it again and compare (pcc.design.assessment): expected DSC, review flag, confidence map
     printing.py the printable mesh, its checks and thickness, the STL (pcc.outputs.printing.print_implant)
     preview.py  the preview picture with its captions (pcc.outputs.preview)
+    review.py   the review page: the case in 3-D in any browser (pcc.outputs.review), and a folder's index
     case.py     one case through the steps above, and its report record
 and around them:
     runner.py   run_jobs: resume, progress, the run report, interrupts

@@ -1,4 +1,5 @@
-"""One case through the pipeline's steps (read → design → assess → print → preview), and its report record."""
+"""One case through the pipeline's steps (read → design → assess → print → preview → review page), and its
+report record."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from pcc.pipeline.jobs import Job
 from pcc.pipeline.preview import preview_case
 from pcc.pipeline.printing import builds_mesh, print_case
 from pcc.pipeline.read import ct_record, read_skull
+from pcc.pipeline.review import review_case
 
 __all__ = ["builds_mesh", "design_case", "design_or_error"]
 
 
 def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: bool = True,
-                with_thickness: bool = True, defective: tuple[tuple[Any, list[str]], float] | None = None) -> dict[str, Any]:
+                with_thickness: bool = True, defective: tuple[tuple[Any, list[str], Any], float] | None = None) -> dict[str, Any]:
     """Design one case and write its outputs; returns its report record (status 'done').
 
     `model` is a callable returning the loaded model (called when the case is designed or assessed).
@@ -34,10 +36,10 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
     total = time.perf_counter()
     start = time.perf_counter()
     if defective is None:
-        defective, input_warnings = read_skull(job)
+        defective, input_warnings, ct = read_skull(job)
         timings["read"] = time.perf_counter() - start
     else:
-        (defective, input_warnings), timings["read"] = defective
+        (defective, input_warnings, ct), timings["read"] = defective
     warnings.extend(input_warnings)
     implant, settings, specks = design_or_reuse(job, defective, model, reuse_volume=reuse_volume, timings=timings,
                                                 warnings=warnings)
@@ -69,6 +71,9 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
     if job.preview is not None:
         preview_case(job, defective, implant, mesh=mesh, assessment=assessment, record=record,
                      clearance_mm=clearance_mm, timings=timings)
+    record["warnings"] = warnings
+    if job.review is not None:
+        review_case(job, defective, implant, ct=ct, mesh=mesh, assessment=assessment, record=record, timings=timings)
     timings["total"] = time.perf_counter() - total
     record["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     record["warnings"] = warnings

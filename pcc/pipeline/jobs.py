@@ -37,6 +37,7 @@ class Job:
     preview: Path | None = None
     ct: CtInput | None = None
     confidence: Path | None = None
+    review: Path | None = None
 
     @property
     def name(self) -> str:
@@ -45,7 +46,7 @@ class Job:
         return self.source.name[: -len(volume_suffix(self.source))] or self.source.name
 
     def outputs(self) -> list[Path]:
-        return [p for p in (self.output, self.stl, self.preview, self.confidence) if p is not None]
+        return [p for p in (self.output, self.stl, self.preview, self.confidence, self.review) if p is not None]
 
     def finished(self) -> bool:
         return all(p.is_file() for p in self.outputs())
@@ -59,9 +60,9 @@ def folder_inputs(folder: Path) -> list[Path]:
 
 
 def plan_folder(source: Path, out_dir: Path, *, stl_dir: Path | None = None, preview_dir: Path | None = None,
-                confidence_dir: Path | None = None) -> list[Job]:
+                confidence_dir: Path | None = None, review_dir: Path | None = None) -> list[Job]:
     """Jobs for every volume of a folder: same file names in out_dir (and confidence_dir), <name>.stl /
-    <name>.png beside."""
+    <name>.png / <name>.html beside."""
     inputs = folder_inputs(source)
     if not inputs:
         from pcc.io.dicom import list_series
@@ -75,7 +76,8 @@ def plan_folder(source: Path, out_dir: Path, *, stl_dir: Path | None = None, pre
         jobs.append(Job(path, out_dir / path.name,
                         stl_dir / f"{job.name}.stl" if stl_dir else None,
                         preview_dir / f"{job.name}.png" if preview_dir else None,
-                        confidence=confidence_dir / path.name if confidence_dir else None))
+                        confidence=confidence_dir / path.name if confidence_dir else None,
+                        review=review_dir / f"{job.name}.html" if review_dir else None))
     return jobs
 
 

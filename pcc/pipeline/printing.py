@@ -12,8 +12,9 @@ from pcc.pipeline.workers import in_thread
 
 
 def builds_mesh(job: Job, *, with_thickness: bool) -> bool:
-    """Whether design_case builds the printable mesh for this job (for its STL, preview or thickness figure)."""
-    return job.stl is not None or job.preview is not None or with_thickness
+    """Whether design_case builds the printable mesh for this job (for its STL, preview, review page or
+    thickness figure)."""
+    return job.stl is not None or job.preview is not None or job.review is not None or with_thickness
 
 
 def print_case(job: Job, implant, defective, *, mask: np.ndarray, clearance_mm: float, with_thickness: bool,
@@ -25,8 +26,7 @@ def print_case(job: Job, implant, defective, *, mask: np.ndarray, clearance_mm: 
     left out of the STL and thin bone.
     """
     from pcc.geometry.masks import largest_component
-    from pcc.outputs.printing import (check_printable, printable_mesh, solid_mask, solid_thickness_mm,
-                                      thickness_report, write_stl)
+    from pcc.outputs.printing import check_printable, printable_mesh, solid_mask, solid_thickness_mm, thickness_report, write_stl
 
     voxels = record["implant"]["voxels"]
     mesh = measured = thickness = None

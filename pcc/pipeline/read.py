@@ -11,8 +11,8 @@ from pcc.pipeline.jobs import Job
 
 
 def read_skull(job: Job):
-    """(the job's defective skull as a binary Volume, warnings about the input); InputError when the
-    input cannot be one.
+    """(the job's defective skull as a binary Volume, warnings about the input, the CT in HU or None);
+    InputError when the input cannot be one.
 
     A binary skull volume is read and checked; a CT (job.ct) is read (a DICOM series folder through
     pcc.io.dicom, or a volume file), checked (pcc.io.segment.check_ct_grid) and segmented with
@@ -23,7 +23,7 @@ def read_skull(job: Job):
     from pcc.volume import require_binary
 
     if job.ct is None:
-        return require_binary(read_volume(job.source), job.source), []
+        return require_binary(read_volume(job.source), job.source), [], None
     from pcc.io.segment import check_ct_grid, scan_warnings, segment_skull
 
     if job.source.is_dir():
@@ -40,7 +40,7 @@ def read_skull(job: Job):
                          "drop --ct to design from a binary skull")
     check_ct_grid(ct)
     skull = segment_skull(ct, low=job.ct.low_hu, high=job.ct.high_hu)
-    return ct.with_array(skull.astype("uint8")), scan_warnings(ct, skull)
+    return ct.with_array(skull.astype("uint8")), scan_warnings(ct, skull), ct
 
 
 def ct_record(job: Job, skull) -> dict[str, Any]:

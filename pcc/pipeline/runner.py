@@ -21,6 +21,7 @@ from pcc.pipeline.case import builds_mesh, design_or_error
 from pcc.pipeline.console import case_line, summary_lines
 from pcc.pipeline.jobs import Job
 from pcc.pipeline.read import read_skull
+from pcc.pipeline.review import write_index
 from pcc.pipeline.workers import design_in_workers, import_design, import_mesh, import_reader, in_thread
 
 
@@ -168,7 +169,8 @@ def run_jobs(
     if report_path is not None:
         report.write(report_path)
     if len(jobs) > 1:
-        for line in summary_lines(report, report_path):
+        index = write_index(jobs, report.cases)
+        for line in summary_lines(report, report_path) + ([f"review pages: {index}"] if index else []):
             print(line, file=log)
     if failures:
         names = ", ".join(job.name for job, _ in failures)

@@ -25,10 +25,11 @@ def import_reader(job: Job) -> None:
 def import_design() -> None:
     """Import design_implant's modules, torch included, and those it imports only when it first runs, so
     that during the design the main thread imports nothing the mesh's import thread could be importing."""
+    from skimage.measure import marching_cubes  # noqa: F401  (scikit-image loads it on first use)
+
     import pcc.design  # noqa: F401
     import pcc.geometry.surface  # noqa: F401
     import pcc.geometry.voxelize  # noqa: F401
-    from skimage.measure import marching_cubes  # noqa: F401  (scikit-image loads it on first use)
 
 
 def import_mesh(*, picture: bool = False) -> None:

@@ -1,0 +1,1 @@
+"""Analyses of results and data: failure cases, generalization gap, defect sizes, training curves."""
