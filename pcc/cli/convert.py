@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pcc.cli import add_command
+from pcc.cli.implant import add_plate_options, finish_options
 from pcc.cli.paths import check_input, check_output, positive_int
 from pcc.errors import InputError
 
@@ -33,12 +34,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = add_command(
         commands, "mesh",
         help="Printable surface mesh (world mm) of a binary volume: one watertight, outward, smoothed solid (STL or PLY).",
-        example="pcc mesh implant/000.nrrd -o implant_000.stl --clearance 0.3 --defective defective_skull/000.nrrd",
+        example=("pcc mesh implant/000.nrrd -o implant_000.stl --clearance 0.3 --defective defective_skull/000.nrrd",
+                 "pcc mesh implant/000.nrrd -o implant_000.stl --defective defective_skull/000.nrrd --holes 2:10"),
     )
     p.add_argument("volume", help="binary volume (.nrrd, .nii, .nii.gz)")
     p.add_argument("-o", "--output", required=True, help="mesh file: .stl or .ply")
     p.add_argument("--clearance", type=float, default=0.0, help="fitting gap in mm opened where the part meets bone (default 0)")
-    p.add_argument("--defective", help="defective skull on the same grid: limits the clearance to faces that touch bone")
+    p.add_argument("--defective", help="defective skull on the same grid: limits the clearance to faces that touch bone "
+                                       "(and, with --holes, keeps the holes clear of it)")
+    add_plate_options(p, thickness=False)
     p.set_defaults(run=_mesh)
 
 
@@ -76,9 +80,12 @@ def _mesh(args: argparse.Namespace) -> None:
 
     from pcc.geometry.surface import Mesh
     from pcc.io import read_volume, write_mesh
-    from pcc.outputs.printing import printable_mesh
+    from pcc.outputs.printing import SMOOTHING_ITERATIONS, printable_mesh
     from pcc.volume import require_binary
 
+    finish = finish_options(args)
+    if finish.holes is not None and not args.defective:
+        raise InputError("--holes keeps the holes clear of the bone: add --defective DEFECTIVE_SKULL")
     check_input(args.volume, "input volume")
     output = check_output(args.output, args.volume)
     if not str(output).lower().endswith((".stl", ".ply")):
@@ -89,5 +96,12 @@ def _mesh(args: argparse.Namespace) -> None:
     defective = read_volume(args.defective) if args.defective else None
     if defective is not None and not defective.same_grid(volume):
         raise InputError(f"{args.defective} is not on the same grid as {args.volume}; give the matching defective skull")
-    mesh = printable_mesh(volume, clearance_mm=args.clearance, defective=defective)
+    if finish.holes is not None:
+        from pcc.design.plate import cut_holes, plan_holes
+
+        plan = plan_holes(volume, defective, *finish.holes, margin_mm=finish.hole_margin_mm)
+        volume = cut_holes(volume, plan)
+        print(f"{plan.count} holes of {plan.diameter_mm:g} mm, {plan.spacing_mm:g} mm apart")
+    mesh = printable_mesh(volume, clearance_mm=args.clearance, defective=defective,
+                          smoothing_iterations=SMOOTHING_ITERATIONS if finish.smooth else 0)
     write_mesh(output, Mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces)), space=volume.space)

@@ -29,7 +29,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                  "pcc implant defective_skull/ -o implants/ --stl stl/ --preview png/ --report run.json --num-parts 2 --part-id 0",
                  "pcc implant defective_skull/ -o implants/ --workers 4 --device cuda",
                  "pcc implant dicom/head_ct/ --ct -o implant.nrrd --stl implant.stl --report run.json",
-                 "pcc implant defective_skull/000.nrrd -o implant_000.nrrd --review 000.html"),
+                 "pcc implant defective_skull/000.nrrd -o implant_000.nrrd --review 000.html",
+                 "pcc implant defective_skull/000.nrrd -o plate_000.nrrd --stl plate_000.stl --thickness 5 --holes 2:10"),
     )
     p.add_argument("input", help="defective skull volume (.nrrd, .nii, .nii.gz) or a folder of them; with --ct, "
                                  "a head CT: a folder of one DICOM series, or a .nrrd/.nii/.nii.gz volume in HU")
@@ -53,6 +54,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "report's figures; opens offline in any browser); a folder when INPUT is a folder, with index.html")
     p.add_argument("--clearance", type=_non_negative_mm, default=0.0, metavar="MM",
                    help="fitting gap between the STL and the bone at the rim, mm (default 0; the volume is unchanged)")
+    add_plate_options(p, thickness=True)
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs (a single case refuses to, and a folder run skips cases whose "
                         "outputs exist, so a rerun resumes)")
@@ -76,6 +78,7 @@ def _implant(args: argparse.Namespace) -> None:
     from pcc.pipeline import CtInput, Job, plan_folder, run_jobs, select_part
 
     source = Path(args.input)
+    finish = finish_options(args)  # bad values exit before anything is read or written
     if args.series is not None and not args.ct:
         raise InputError("--series picks the DICOM series of a CT: add --ct (pcc implant SERIES_FOLDER --ct --series N)")
     ct = CtInput(series=args.series) if args.ct else None
@@ -148,10 +151,39 @@ def _implant(args: argparse.Namespace) -> None:
                     review=_path(args.review))]
         keep_going, resume = False, False  # one file: always (re)design it, as asked
     run_jobs(
-        jobs, model_path=args.model, device=args.device, clearance_mm=args.clearance, overwrite=args.overwrite,
+        jobs, model_path=args.model, device=args.device, clearance_mm=args.clearance, finish=finish, overwrite=args.overwrite,
         resume=resume, report_path=_path(args.report), command=["pcc", *sys.argv[1:]], keep_going=keep_going,
         workers=args.workers,
     )
+
+
+def add_plate_options(p: argparse.ArgumentParser, *, thickness: bool) -> None:
+    """The plate's options (pcc.design.plate), shared by pcc implant and pcc mesh."""
+    if thickness:
+        p.add_argument("--thickness", type=float, metavar="MM",
+                       help="a plate of uniform thickness MM under the predicted outer surface, still meeting the bone "
+                            "at the rim (0 < MM ≤ 15; default: as designed)")
+    p.add_argument("--holes", metavar="D:S",
+                   help="round perforations of diameter D mm on an even grid S mm apart over the outer surface, through "
+                        "the plate along its normal (e.g. 2:10); cut in the volume and the STL")
+    p.add_argument("--hole-margin", type=float, default=5.0, metavar="MM",
+                   help="with --holes: least distance from a hole's centre to the bone (default 5)")
+    p.add_argument("--no-smooth", action="store_true",
+                   help="write the STL's raw voxel surface instead of the smoothed one (Taubin, within a voxel of it)")
+
+
+def finish_options(args: argparse.Namespace):
+    """FinishOptions from the plate's options, checked (InputError: one line saying what to change)."""
+    from pcc.design.plate import parse_holes
+    from pcc.pipeline.finish import FinishOptions
+
+    if args.holes is None and args.hole_margin != 5.0:
+        raise InputError("--hole-margin sets how far holes stay from the bone: add --holes D:S")
+    options = FinishOptions(thickness_mm=getattr(args, "thickness", None),
+                            holes=None if args.holes is None else parse_holes(args.holes),
+                            hole_margin_mm=args.hole_margin, smooth=not args.no_smooth)
+    options.check()
+    return options
 
 
 def _make_folders(paths: list[str]) -> None:

@@ -97,9 +97,9 @@ def render_preview(
     heading = title or "implant preview"
     figure.text(0.012, 0.965, heading, color="white", fontsize=17, fontweight="bold", va="center")
     info = lines if lines is not None else _default_lines(implant)
-    figure.text(0.012, 0.928, "    ".join(info), color="#c9d1d9", fontsize=11.5, va="center")
-    if notes:
-        figure.text(0.012, 0.898, "    ".join(notes), color="#ffa657", fontsize=11.5, va="center")
+    for row, (texts, colour) in enumerate(((info, "#c9d1d9"), (notes or [], "#ffa657"))):
+        text = "    ".join(texts)  # one row each, its font smaller when it is long (a plate's and holes' figures)
+        figure.text(0.012, 0.928 - 0.03 * row, text, color=colour, fontsize=11.5 * min(1.0, 190 / max(len(text), 1)), va="center")
     figure.text(0.988, 0.965, "bone", color=BONE, fontsize=12, ha="right", va="center", fontweight="bold")
     if confidence is None:
         figure.text(0.945, 0.965, "implant", color=IMPLANT, fontsize=12, ha="right", va="center", fontweight="bold")

@@ -1,9 +1,10 @@
 """Printable implant meshes and the implant's thickness, area and volume.
 
-    from pcc.outputs.printing import printable_mesh, thickness_report
-    mesh = printable_mesh(implant, clearance_mm=0.2, defective=skull)   # trimesh.Trimesh, world mm
-    write_stl(path, mesh, space=implant.space)
-    thickness_report(implant)    # {'thickness_min_mm': ..., 'volume_mm3': ..., ...}
+    from pcc.outputs.printing import print_implant
+    printed = print_implant(implant, defective=skull, clearance_mm=0.2, stl="implant.stl")  # the one entry point
+    printed.mesh, printed.record, printed.figures, printed.warnings
+
+and its parts: printable_mesh (trimesh.Trimesh, world mm), check_printable, write_stl, thickness_report.
 
 The mesh is one watertight, edge-manifold, outward-wound solid: cavities filled, the largest
 6-connected part kept, marching cubes at the 0.5 level of the padded mask, then Taubin smoothing
@@ -15,9 +16,10 @@ stays within a voxel of the raw one); smoothing is reduced until they hold.
 
 from __future__ import annotations
 
-import itertools
 import os
-from collections.abc import Sequence
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +27,11 @@ from scipy import ndimage
 
 from pcc.errors import InputError
 from pcc.geometry.masks import bounding_box, box_slices, largest_component
+from pcc.outputs.thickness import solid_thickness_mm
 from pcc.volume import Volume
 
 VOLUME_TOLERANCE = 0.02
+THIN_P05_MM = 1.0  # a warning when 5 % of the implant is thinner than this
 SMOOTHING_ITERATIONS = 30
 SMOOTHNESS_TARGET = 0.45  # smooth until the mean dihedral angle is at most this fraction of the raw surface's ...
 MAX_SMOOTHING_FACTOR = 8  # ... with at most this many times smoothing_iterations
@@ -291,60 +295,62 @@ def thickness_report(implant: Volume, *, mesh=None, solid: np.ndarray | None = N
     }
 
 
-def solid_thickness_mm(solid: np.ndarray, spacing: Sequence[float] | np.ndarray) -> np.ndarray:
-    """(K,) local thickness (mm, local_thickness) of the K voxels of a bool (X, Y, Z) solid, in the order of
-    np.nonzero(solid); spacing: (3,) mm per voxel along X, Y, Z."""
-    crop = solid[box_slices(*bounding_box(solid))]  # the same voxels in the same order
-    return local_thickness(crop, spacing)[crop]
+@dataclass
+class Printed:
+    """What print_implant made: the mesh (trimesh.Trimesh, world mm), its record for the report (size,
+    clearance, smoothing, checks), the implant's figures (thickness, area, volume; empty without
+    with_thickness), warnings for the planner, and seconds per stage (mesh, write_stl, thickness)."""
+
+    mesh: object
+    record: dict
+    figures: dict
+    warnings: list[str]
+    timings: dict[str, float]
 
 
-def local_thickness(mask: np.ndarray, spacing: Sequence[float] | np.ndarray, *, batch: int = 4_000_000) -> np.ndarray:
-    """Local thickness (mm) of each voxel of an (X, Y, Z) mask with `spacing` mm per axis; 0 outside.
+def print_implant(implant: Volume, *, defective: Volume | None = None, clearance_mm: float = 0.0, smooth: bool = True,
+                  with_thickness: bool = True, stl: str | os.PathLike | None = None) -> Printed:
+    """The printable implant in one call: solid (with the clearance), mesh (smoothed unless smooth=False),
+    checks, local thickness (in a thread beside the mesh, when with_thickness), and the STL when `stl` is given.
 
-    Each voxel p is the centre of an inscribed ball of radius r(p) = d(p) − s/4, d being the
-    distance to the nearest outside voxel centre and s the mean voxel size (so a slab of n voxels
-    reads n·s ± s/2). A voxel's thickness is 2·max r(p) over the balls that contain it, computed
-    exactly: a ball that lies inside a neighbour's ball (d(p) + |p − q| ≤ d(q)) can raise no voxel's
-    figure and is skipped; the others are painted smallest first, so the largest ball covering a voxel
-    writes it last. On a grid so anisotropic that r(p) ≤ 0 (the finest spacing below s/4), such a
-    voxel reads 0 unless another ball covers it. batch: about how many (centre, offset) pairs are
-    painted at once (at least one ball's).
+    The thickness figures are of the implant as designed (no clearance), on the printed mesh when the
+    clearance is 0. Warnings: a failed check, and 5 % of the implant thinner than THIN_P05_MM.
     """
-    mask = np.asarray(mask, dtype=bool)
-    spacing = np.asarray(spacing, dtype=np.float64)
-    s = float(np.cbrt(np.prod(spacing)))
-    lower, upper = bounding_box(mask)
-    box = box_slices(lower, upper)
-    crop = np.pad(mask[box], 1)  # a rim of outside voxels: no ball reaches past it
-    distance = ndimage.distance_transform_edt(crop, sampling=spacing)
-    centre = crop & (distance > s / 4.0)  # a ball of radius ≤ 0 holds no voxel
-    inner = (slice(1, -1),) * 3
-    for step in itertools.product((-1, 0, 1), repeat=3):
-        if not any(step):
-            continue
-        neighbour = tuple(slice(1 + a, n - 1 + a) for a, n in zip(step, crop.shape))
-        contained = distance[inner] + float(np.linalg.norm(np.multiply(step, spacing))) <= distance[neighbour] + 1e-9
-        centre[inner] &= ~contained
-    radius = distance[centre] - s / 4.0
-    order = np.argsort(radius, kind="stable")
-    radius = radius[order]
-    out = np.zeros(mask.shape, np.float32)
-    if len(radius) == 0:
-        return out
-    flat_centre = np.ravel_multi_index(np.nonzero(centre), crop.shape)[order]
-    # Offsets (flat, C order) of every voxel within the largest radius, nearest first: each ball takes a prefix.
-    reach = np.floor(radius[-1] / spacing + 1e-9).astype(int)
-    grid = np.stack(np.meshgrid(*(np.arange(-k, k + 1) for k in reach), indexing="ij"), axis=-1).reshape(-1, 3)
-    length = np.sqrt(((grid * spacing) ** 2).sum(axis=1))
-    nearest_first = np.argsort(length, kind="stable")
-    length = length[nearest_first]
-    offsets = (grid @ np.array([crop.shape[1] * crop.shape[2], crop.shape[2], 1]))[nearest_first]
-    result = np.zeros(crop.size, np.float32)
-    values, starts = np.unique(radius, return_index=True)
-    for value, first, last in zip(values, starts, np.append(starts[1:], len(radius))):
-        ball = offsets[: np.searchsorted(length, value + 1e-9, side="right")]
-        per_batch = max(1, batch // len(ball))
-        for chunk in range(first, last, per_batch):
-            result[(flat_centre[chunk : min(chunk + per_batch, last), None] + ball).ravel()] = 2 * value
-    out[box] = result.reshape(crop.shape)[inner]  # every ball lies inside (r < d): nothing painted outside
-    return out
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    solid = solid_mask(implant, clearance_mm=clearance_mm, defective=defective)
+    plain = clearance_mm == 0  # then the printed solid and mesh are those the thickness figure measures
+    measured = solid if plain else solid_mask(implant)
+    thickness = None
+    if with_thickness:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcc-thickness")
+        thickness = pool.submit(_timed, lambda: solid_thickness_mm(measured, implant.spacing))
+        pool.shutdown(wait=False)
+    mesh = printable_mesh(implant, clearance_mm=clearance_mm, defective=defective, solid=solid,
+                          smoothing_iterations=SMOOTHING_ITERATIONS if smooth else 0)
+    timings["mesh"] = time.perf_counter() - start
+    checks = check_printable(mesh, implant, solid=solid)
+    record = {"vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)), "clearance_mm": clearance_mm,
+              "smoothing": "taubin" if smooth else "none",
+              "mean_dihedral_deg": round(mesh_smoothness(mesh)["mean_dihedral_deg"], 3), **checks}
+    warnings = [] if checks["ok"] else [f"the printable mesh failed a check: {checks}"]
+    if clearance_mm > 0:
+        record["clearance_removed_mm3"] = (int(np.count_nonzero(implant.array)) - int(solid.sum())) * implant.voxel_volume
+    if stl is not None:
+        start = time.perf_counter()
+        write_stl(stl, mesh, space=implant.space)
+        timings["write_stl"] = time.perf_counter() - start
+    figures: dict = {}
+    if thickness is not None:
+        values, seconds = thickness.result()
+        start = time.perf_counter()
+        figures = thickness_report(implant, mesh=mesh if plain else None, solid=measured, thickness=values)
+        timings["thickness"] = seconds + time.perf_counter() - start  # (the thread's seconds overlap the mesh's)
+        if figures["thickness_p05_mm"] < THIN_P05_MM:
+            warnings.append(f"5% of the implant is thinner than {figures['thickness_p05_mm']:.2f} mm")
+    return Printed(mesh, record, figures, warnings, timings)
+
+
+def _timed(compute):
+    start = time.perf_counter()
+    return compute(), time.perf_counter() - start

@@ -118,7 +118,7 @@ def render_review_page(*, case_name: str, defective: Volume, implant: Volume, co
             data["legend"] = {"what": "confidence", "title": "implant confidence", "stops": CONFIDENCE_STOPS,
                               "ticks": [(0.5, "≤50 %"), (0.7, "70 %"), (0.9, "≥90 %")]}
         else:
-            from pcc.outputs.printing import local_thickness
+            from pcc.outputs.thickness import local_thickness
 
             t = np.clip(local_thickness(crop, implant.spacing) / THICKNESS_MAX_MM, 0.0, 1.0)
             data["legend"] = {"what": "thickness", "title": "implant local thickness (mm)", "stops": THICKNESS_STOPS,

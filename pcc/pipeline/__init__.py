@@ -8,7 +8,8 @@
 One module per step of a case, in the order design_case (case.py) runs them:
     jobs.py     what to do: a Job per case (its input and the outputs asked for), folders, parts
     read.py     read the defective skull (or a head CT, segmented on its own grid)
-    design.py   design the implant (pcc.design) and write its volume, or reuse a volume written before
+    design.py   design the implant (pcc.design), or reuse a volume written before; write it
+    finish.py   the plate asked for (pcc.design.plate): uniform thickness, perforations, STL smoothing
     assess.py   design it again and compare (pcc.design.assessment): expected DSC, review flag, confidence map
     printing.py the printable mesh, its checks and thickness, the STL (pcc.outputs.printing.print_implant)
     preview.py  the preview picture with its captions (pcc.outputs.preview)
@@ -20,7 +21,8 @@ and around them:
     console.py  the lines a run prints
 """
 
+from pcc.pipeline.finish import FinishOptions
 from pcc.pipeline.jobs import CtInput, Job, folder_inputs, plan_folder, select_part
 from pcc.pipeline.runner import run_jobs
 
-__all__ = ["CtInput", "Job", "folder_inputs", "plan_folder", "run_jobs", "select_part"]
+__all__ = ["CtInput", "FinishOptions", "Job", "folder_inputs", "plan_folder", "run_jobs", "select_part"]

@@ -1,4 +1,4 @@
-"""Step 3 of a case: how far to trust the design (pcc.design.assessment), and its confidence map."""
+"""Step 4 of a case: how far to trust the design (pcc.design.assessment), and its confidence map."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""One case through the pipeline's steps (read → design → assess → print → preview → review page), and its
-report record."""
+"""One case through the pipeline's steps (read → design → finish → assess → print → preview → review page),
+and its report record."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from pcc.pipeline.assess import assess_case
-from pcc.pipeline.design import design_or_reuse
+from pcc.pipeline.design import design_or_reuse, write_implant
+from pcc.pipeline.finish import FinishOptions, finish_implant
 from pcc.pipeline.jobs import Job
 from pcc.pipeline.preview import preview_case
 from pcc.pipeline.printing import builds_mesh, print_case
@@ -19,12 +20,13 @@ from pcc.pipeline.review import review_case
 __all__ = ["builds_mesh", "design_case", "design_or_error"]
 
 
-def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: bool = True,
-                with_thickness: bool = True, defective: tuple[tuple[Any, list[str], Any], float] | None = None) -> dict[str, Any]:
+def design_case(job: Job, model, *, clearance_mm: float = 0.0, finish: FinishOptions = FinishOptions(),
+                reuse_volume: bool = True, with_thickness: bool = True, defective: tuple[tuple[Any, list[str], Any], float] | None = None) -> dict[str, Any]:
     """Design one case and write its outputs; returns its report record (status 'done').
 
     `model` is a callable returning the loaded model (called when the case is designed or assessed).
-    With reuse_volume, an existing implant volume is read instead of designed again.
+    With reuse_volume, an existing implant volume is read instead of designed again (and not finished again).
+    finish: the plate's thickness, holes and STL smoothing asked for (FinishOptions).
     `defective`: (read_skull's result for the job, seconds it took), or None to read it here.
     An interrupted case's files are removed by run_jobs, which knows which cases the report lists.
     """
@@ -41,8 +43,12 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
     else:
         (defective, input_warnings, ct), timings["read"] = defective
     warnings.extend(input_warnings)
-    implant, settings, specks = design_or_reuse(job, defective, model, reuse_volume=reuse_volume, timings=timings,
-                                                warnings=warnings)
+    designed, settings, specks, reused = design_or_reuse(job, defective, model, reuse_volume=reuse_volume,
+                                                         timings=timings, warnings=warnings)
+    finished: dict[str, Any] = {}  # what the finishing step applied and measured (plate, holes)
+    implant = designed if reused else finish_implant(designed, defective, finish, record=finished, timings=timings)
+    if not reused:
+        write_implant(job, implant, timings=timings)
     voxels = int(np.count_nonzero(implant.array))
     # The implant's own box: the checks below need no grid-sized array.
     box = box_slices(*bounding_box(implant.array)) if voxels else (slice(0, 0),) * 3
@@ -58,7 +64,9 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
     }
     if specks:
         record["implant"]["specks_removed"] = specks  # stray parts below settings.speck_mm3, counted, not warned about
-    assessment = assess_case(job, defective, implant, model, record=record, timings=timings)
+    record.update(finished)
+    # The assessment judges the design itself (a plate cut from it keeps its outer surface and its place).
+    assessment = assess_case(job, defective, designed, model, record=record, timings=timings)
     negligible = no_defect_warning(implant, defective, settings)
     if negligible is not None:
         warnings.append(negligible + (" (the implant is empty: no STL written)" if voxels == 0 else ""))
@@ -66,11 +74,11 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, reuse_volume: boo
         warnings.append("the implant overlaps the defective skull")
     mesh = None
     if voxels:
-        mesh = print_case(job, implant, defective, mask=mask, clearance_mm=clearance_mm, with_thickness=with_thickness,
-                          record=record, warnings=warnings, timings=timings)
+        mesh = print_case(job, implant, defective, mask=mask, clearance_mm=clearance_mm, smooth=finish.smooth,
+                          with_thickness=with_thickness, record=record, warnings=warnings, timings=timings)
     if job.preview is not None:
         preview_case(job, defective, implant, mesh=mesh, assessment=assessment, record=record,
-                     clearance_mm=clearance_mm, timings=timings)
+                     clearance_mm=clearance_mm, finish=finish, timings=timings)
     record["warnings"] = warnings
     if job.review is not None:
         review_case(job, defective, implant, ct=ct, mesh=mesh, assessment=assessment, record=record, timings=timings)

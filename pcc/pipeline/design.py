@@ -1,4 +1,4 @@
-"""Step 2 of a case: design the implant (pcc.design) and write its volume, or reuse a volume written before."""
+"""Step 2 of a case: design the implant (pcc.design), or reuse a volume written before; and write it."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from pcc.pipeline.jobs import Job
 
 def design_or_reuse(job: Job, defective, model, *, reuse_volume: bool, timings: dict[str, float],
                     warnings: list[str]):
-    """(implant Volume, the DesignSettings it was judged with, specks removed per kind).
+    """(implant Volume, the DesignSettings it was judged with, specks removed per kind, whether it was reused).
 
     model: a callable returning the loaded model. With reuse_volume an existing job.output is read
     (it must lie on the skull's grid) instead of designed again; otherwise the implant is designed
-    with the model's settings and written to job.output. Seconds per stage go into timings.
+    with the model's settings. Seconds per stage go into timings.
     """
     from pcc.design import DesignSettings, design_implant
-    from pcc.io import read_volume, write_volume
+    from pcc.io import read_volume
 
     specks: dict[str, int] = {}
     if reuse_volume and job.output.is_file():
@@ -27,14 +27,20 @@ def design_or_reuse(job: Job, defective, model, *, reuse_volume: bool, timings: 
             raise InputError(f"{job.output} exists but is not on {job.source}'s grid: remove it or use --overwrite")
         timings["read_existing_implant"] = time.perf_counter() - start
         warnings.append(f"implant volume {job.output} existed and was reused (use --overwrite to design it again)")
-        return implant, DesignSettings(), specks  # a reused implant's no-defect check uses the default settings
+        return implant, DesignSettings(), specks, True  # a reused implant's no-defect check uses the default settings
     stages: dict[str, float] = {}
     start = time.perf_counter()
     settings = model().settings
     implant = design_implant(defective, model(), settings=settings, timings=stages, specks=specks)
     timings["design"] = time.perf_counter() - start
     timings.update({f"design.{k}": v for k, v in stages.items()})
+    return implant, settings, specks, False
+
+
+def write_implant(job: Job, implant, *, timings: dict[str, float]) -> None:
+    """Write the implant volume to job.output (atomically)."""
+    from pcc.io import write_volume
+
     start = time.perf_counter()
     write_volume(job.output, implant)
     timings["write_volume"] = time.perf_counter() - start
-    return implant, settings, specks

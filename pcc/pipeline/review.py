@@ -1,4 +1,4 @@
-"""Step 6 of a case: the self-contained review page (pcc.outputs.review), and a folder run's index of pages."""
+"""Step 7 of a case: the self-contained review page (pcc.outputs.review), and a folder run's index of pages."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from typing import Any
 from pcc.errors import InputError
 from pcc.pipeline.case import builds_mesh, design_or_error
 from pcc.pipeline.console import case_line, summary_lines
+from pcc.pipeline.finish import FinishOptions
 from pcc.pipeline.jobs import Job
 from pcc.pipeline.read import read_skull
 from pcc.pipeline.review import write_index
@@ -31,6 +32,7 @@ def run_jobs(
     model_path: str | Path | None = None,
     device: str = "auto",
     clearance_mm: float = 0.0,
+    finish: FinishOptions = FinishOptions(),
     overwrite: bool = False,
     resume: bool = True,
     report_path: Path | None = None,
@@ -46,6 +48,8 @@ def run_jobs(
         model_path: checkpoint, or None for the shipped weights.
         device: auto, cpu, cuda or cuda:N.
         clearance_mm: fitting gap opened at the rim of the STL (and the preview); the volume is unchanged.
+        finish: the plate's thickness and holes (cut in the volume and the STL) and the STL's smoothing
+            (pcc.pipeline.finish.FinishOptions; the defaults leave the design as it is).
         overwrite: redo cases whose outputs exist.
         resume: skip finished cases (when not overwrite); False recomputes every case.
         report_path: JSON report, rewritten after each case.
@@ -65,7 +69,10 @@ def run_jobs(
 
     log = log or sys.stderr
     state: dict[str, Any] = {"model": None}
+    finish.check()
     options = {"clearance_mm": clearance_mm, "overwrite": overwrite, "cases": len(jobs)}
+    if finish != FinishOptions():
+        options["finish"] = finish.as_dict()
     previous = _previous_cases(report_path) if report_path is not None and not overwrite else {}
     report = None
 
@@ -98,7 +105,9 @@ def run_jobs(
             importer.exception()  # waits; an import error is raised again, with its message, by the main thread's own import
     if needs_model:
         model()  # fail early (bad --model or --device) before any case
-    if single is not None and builds_mesh(single, with_thickness=report_path is not None):
+    # The thickness figures go to the report and the review pages.
+    with_thickness = report_path is not None or any(job.review is not None for job in jobs)
+    if single is not None and builds_mesh(single, with_thickness=with_thickness):
         in_thread(lambda: import_mesh(picture=single.preview is not None))  # 0.4 s (+ 0.9 s) of imports beside the design
     report = RunReport.start(model=state["model"], device=device, command=command, options=options)
     if state["model"] is not None:
@@ -125,7 +134,8 @@ def run_jobs(
             tqdm.write(f"{progress()}{job.name}: skipped, outputs exist", file=log)
         else:
             to_design.append(job)
-    options = dict(clearance_mm=clearance_mm, reuse_volume=resume and not overwrite, with_thickness=report_path is not None)
+    options = dict(clearance_mm=clearance_mm, finish=finish, reuse_volume=resume and not overwrite,
+                   with_thickness=with_thickness)
     if workers > 1 and len(to_design) > 1:
         results = design_in_workers(to_design, workers, model_path, device, options)
     else:

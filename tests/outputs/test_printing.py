@@ -8,16 +8,8 @@ import trimesh
 from conftest import TILTED_DIRECTIONS, hollow_ellipsoid
 
 from pcc.errors import InputError
-from pcc.outputs.printing import (
-    check_printable,
-    local_thickness,
-    printable_mesh,
-    solid_mask,
-    solid_thickness_mm,
-    thickness_report,
-    voxel_world_box,
-    write_stl,
-)
+from pcc.outputs.printing import check_printable, printable_mesh, solid_mask, thickness_report, voxel_world_box, write_stl
+from pcc.outputs.thickness import local_thickness, solid_thickness_mm
 from pcc.volume import Volume
 
 

@@ -166,6 +166,12 @@ def test_single_file_with_preview_and_report(tmp_path, fake_model):
         (["--clearance", "abc"], "clearance"),
         (["--report", "r.txt"], ".json"),
         (["--model", "missing.pt"], "not found"),
+        (["--thickness", "0"], "--thickness"),
+        (["--thickness", "16"], "--thickness"),
+        (["--holes", "12:10"], "smaller than the spacing"),
+        (["--holes", "2x10"], "--holes"),
+        (["--hole-margin", "3"], "add --holes"),
+        (["--holes", "2:10", "--hole-margin", "0.5"], "margin"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, fake_model, capsys, monkeypatch, extra, message):
@@ -351,3 +357,14 @@ def _alive(pids: set[int]) -> set[int]:
         except OSError:
             continue
     return running
+
+
+def test_folder_run_writes_a_review_page_per_case_and_an_index(tmp_path, fake_model, capsys):
+    make_cases(tmp_path / "in", ["a.nrrd", "b.nrrd"])
+    assert main(["implant", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--review", str(tmp_path / "pages")]) == 0
+    pages = tmp_path / "pages"
+    assert sorted(p.name for p in pages.iterdir()) == ["a.html", "b.html", "index.html"]
+    index = (pages / "index.html").read_text(encoding="utf-8")
+    assert 'href="a.html"' in index and 'href="b.html"' in index
+    assert "<title>a — pcc" in (pages / "a.html").read_text(encoding="utf-8")
+    assert f"review pages: {pages / 'index.html'}" in capsys.readouterr().err

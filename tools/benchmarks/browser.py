@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-HERO = 0.6  # the 3-D view: the left 62 % of the viewer's canvas (page.html: heroImageFraction)
+HERO = 0.62  # the 3-D view: the left 62 % of the viewer's canvas (page.html: heroImageFraction)
 
 
 class DevTools:
