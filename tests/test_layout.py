@@ -63,6 +63,7 @@ def test_tools_run_as_modules_without_path_tricks_or_private_cross_imports():
     for path in (REPO / "tools").rglob("*.py"):
         text = path.read_text()
         assert "sys.path.insert" not in text, f"{path}: import through the package (python -m tools...)"
+        assert "Path(__file__).resolve()), \"--" not in text, f"{path}: run a tool as a module (python -m tools...), not by its path"
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tools"):
                 private = [alias.name for alias in node.names if alias.name.startswith("_")]

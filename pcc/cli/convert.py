@@ -97,11 +97,12 @@ def _mesh(args: argparse.Namespace) -> None:
     if defective is not None and not defective.same_grid(volume):
         raise InputError(f"{args.defective} is not on the same grid as {args.volume}; give the matching defective skull")
     if finish.holes is not None:
-        from pcc.design.plate import cut_holes, plan_holes
+        from pcc.pipeline.finish import finish_implant
 
-        plan = plan_holes(volume, defective, *finish.holes, margin_mm=finish.hole_margin_mm)
-        volume = cut_holes(volume, plan)
-        print(f"{plan.count} holes of {plan.diameter_mm:g} mm, {plan.spacing_mm:g} mm apart")
+        record: dict = {}
+        volume = finish_implant(volume, defective, finish, record=record, timings={}, warnings=[])
+        holes = record["holes"]
+        print(f"{holes['count']} holes of {holes['diameter_mm']:g} mm, {holes['spacing_mm']:g} mm apart")
     mesh = printable_mesh(volume, clearance_mm=args.clearance, defective=defective,
                           smoothing_iterations=SMOOTHING_ITERATIONS if finish.smooth else 0)
     write_mesh(output, Mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces)), space=volume.space)

@@ -118,7 +118,7 @@ def _implant(args: argparse.Namespace) -> None:
                 except OSError as error:
                     raise InputError(f"cannot create the output folder {folder} ({error.strerror}); "
                                      f"choose another output folder") from None
-        keep_going, resume = True, True
+        keep_going, resume, review_index = True, True, args.review is not None
     else:
         if not source.exists():
             raise InputError(f"{source} does not exist: give a .nrrd/.nii/.nii.gz file or a folder of them"
@@ -149,16 +149,18 @@ def _implant(args: argparse.Namespace) -> None:
         # checking it here would import torch now instead of in run_jobs' thread beside the reading.
         jobs = [Job(source, output, _path(args.stl), _path(args.preview), ct=ct, confidence=_path(args.confidence),
                     review=_path(args.review))]
-        keep_going, resume = False, False  # one file: always (re)design it, as asked
+        keep_going, resume, review_index = False, False, False  # one file: always (re)design it, as asked
     run_jobs(
         jobs, model_path=args.model, device=args.device, clearance_mm=args.clearance, finish=finish, overwrite=args.overwrite,
         resume=resume, report_path=_path(args.report), command=["pcc", *sys.argv[1:]], keep_going=keep_going,
-        workers=args.workers,
+        workers=args.workers, review_index=review_index,
     )
 
 
 def add_plate_options(p: argparse.ArgumentParser, *, thickness: bool) -> None:
     """The plate's options (pcc.design.plate), shared by pcc implant and pcc mesh."""
+    from pcc.pipeline.finish import FinishOptions
+
     if thickness:
         p.add_argument("--thickness", type=float, metavar="MM",
                        help="a plate of uniform thickness MM under the predicted outer surface, still meeting the bone "
@@ -166,8 +168,8 @@ def add_plate_options(p: argparse.ArgumentParser, *, thickness: bool) -> None:
     p.add_argument("--holes", metavar="D:S",
                    help="round perforations of diameter D mm on an even grid S mm apart over the outer surface, through "
                         "the plate along its normal (e.g. 2:10); cut in the volume and the STL")
-    p.add_argument("--hole-margin", type=float, default=5.0, metavar="MM",
-                   help="with --holes: least distance from a hole's centre to the bone (default 5)")
+    p.add_argument("--hole-margin", type=float, metavar="MM",
+                   help=f"with --holes: least distance from a hole's centre to the bone (default {FinishOptions.hole_margin_mm:g})")
     p.add_argument("--no-smooth", action="store_true",
                    help="write the STL's raw voxel surface instead of the smoothed one (Taubin, within a voxel of it)")
 
@@ -177,11 +179,11 @@ def finish_options(args: argparse.Namespace):
     from pcc.design.plate import parse_holes
     from pcc.pipeline.finish import FinishOptions
 
-    if args.holes is None and args.hole_margin != 5.0:
+    if args.holes is None and args.hole_margin is not None:
         raise InputError("--hole-margin sets how far holes stay from the bone: add --holes D:S")
+    margin = {} if args.hole_margin is None else {"hole_margin_mm": args.hole_margin}
     options = FinishOptions(thickness_mm=getattr(args, "thickness", None),
-                            holes=None if args.holes is None else parse_holes(args.holes),
-                            hole_margin_mm=args.hole_margin, smooth=not args.no_smooth)
+                            holes=None if args.holes is None else parse_holes(args.holes), smooth=not args.no_smooth, **margin)
     options.check()
     return options
 

@@ -9,9 +9,9 @@ and its parts: printable_mesh (trimesh.Trimesh, world mm), check_printable, writ
 The mesh is one watertight, edge-manifold, outward-wound solid: cavities filled, the largest
 6-connected part kept, marching cubes at the 0.5 level of the padded mask, then Taubin smoothing
 (λ|μ filtering, which does not shrink the part the way plain Laplacian smoothing does), continued where
-the mean dihedral angle is still above 45 % of the raw surface's. Its volume is checked against voxel
-count × voxel volume (±2 %) and every vertex stays within 0.75 voxel of its raw place (so the surface
-stays within a voxel of the raw one); smoothing is reduced until they hold.
+the mean dihedral angle is still above 45 % of the raw surface's. Its volume stays within 1.5 % of voxel
+count × voxel volume (inside the 2 % the checks allow) and every vertex within 0.75 voxel of its raw place
+(so the surface stays within a voxel of the raw one); smoothing is reduced until both hold.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -155,13 +156,15 @@ def write_review_index(folder: str | os.PathLike, rows: list[dict]) -> Path:
         volume = implant.get("volume_mm3")
         thickness = [implant.get(k) for k in ("thickness_min_mm", "thickness_p05_mm", "thickness_mean_mm")]
         review = quality.get("review")
-        failed = row.get("status") not in (None, "done")
-        flag = "failed" if failed else ("review" if review else ("ok" if review is not None else "–"))
+        status = row.get("status") or "done"
+        flag = status if status in ("failed", "skipped") else ("review" if review else ("ok" if review is not None else "–"))
         notes = [str(w) for w in row.get("warnings") or []] + ([str(row["error"])] if row.get("error") else [])
         reasons = [str(r) for r in quality.get("reasons") or []] if review else []
+        # a failed case has no page; a page's name is URL-quoted (# ? % in a case name), then escaped
+        name = (html.escape(case) if status == "failed" else
+                f"<a href=\"{html.escape(quote(str(page)), quote=True)}\">{html.escape(case)}</a>")
         lines.append(
-            "<tr>"
-            f"<td><a href=\"{html.escape(str(page), quote=True)}\">{html.escape(case)}</a></td>"
+            f"<tr><td>{name}</td>"
             f"<td class=\"n\">{'' if volume is None else f'{volume / 1000:.1f}'}</td>"
             f"<td class=\"n\">{' / '.join('–' if v is None else f'{v:.1f}' for v in thickness) if any(v is not None for v in thickness) else ''}</td>"
             f"<td class=\"{flag}\">{flag}{_list(reasons)}</td>"
@@ -182,7 +185,7 @@ _INDEX = """<!DOCTYPE html>
 <style>
  body {{ background: #15191e; color: #e6edf3; font: 14px/1.4 system-ui, sans-serif; margin: 16px; }}
  a {{ color: #58a6ff; }} table {{ border-collapse: collapse; }} th, td {{ padding: 4px 10px; border-bottom: 1px solid #2b323b; vertical-align: top; text-align: left; }}
- td.n {{ text-align: right; font-variant-numeric: tabular-nums; }} td.review, td.failed {{ color: #ffa657; }} td.ok {{ color: #56d364; }}
+ td.n {{ text-align: right; font-variant-numeric: tabular-nums; }} td.review, td.failed {{ color: #ffa657; }} td.skipped {{ color: #8b949e; }} td.ok {{ color: #56d364; }}
  ul {{ margin: 0; padding-left: 16px; }} th {{ color: #8b949e; font-weight: 600; }}
 </style></head><body>
 <h1>pcc implant review</h1>

@@ -46,7 +46,8 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, finish: FinishOpt
     designed, settings, specks, reused = design_or_reuse(job, defective, model, reuse_volume=reuse_volume,
                                                          timings=timings, warnings=warnings)
     finished: dict[str, Any] = {}  # what the finishing step applied and measured (plate, holes)
-    implant = designed if reused else finish_implant(designed, defective, finish, record=finished, timings=timings)
+    implant = designed if reused else finish_implant(designed, defective, finish, record=finished, timings=timings,
+                                                     warnings=warnings)
     if not reused:
         write_implant(job, implant, timings=timings)
     voxels = int(np.count_nonzero(implant.array))

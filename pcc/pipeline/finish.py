@@ -40,12 +40,16 @@ class FinishOptions:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 
-def finish_implant(implant, defective, options: FinishOptions, *, record: dict[str, Any], timings: dict[str, float]):
+def finish_implant(implant, defective, options: FinishOptions, *, record: dict[str, Any], timings: dict[str, float],
+                   warnings: list[str]):
     """The implant with the asked thickness and holes (a Volume on its grid); what was applied and the measured
-    plate thickness go to record["plate"], the holes to record["holes"]. Unchanged when nothing is asked."""
+    plate thickness go to record["plate"], the holes to record["holes"]. Unchanged when nothing is asked.
+    InputError when the plate cannot be made (e.g. no room for a hole); a plate too small to measure away
+    from the rim gets a warning instead of its measured thickness."""
     if not options.changes_volume or not np.any(implant.array):
         return implant
     from pcc.design.plate import cut_holes, plan_holes, plate_thickness_mm, uniform_plate
+    from pcc.errors import InputError
 
     start = time.perf_counter()
     plate: dict[str, Any] = {"thickness_mm": options.thickness_mm}
@@ -55,8 +59,12 @@ def finish_implant(implant, defective, options: FinishOptions, *, record: dict[s
         plan = plan_holes(implant, defective, *options.holes, margin_mm=options.hole_margin_mm)
         implant = cut_holes(implant, plan)
         record["holes"] = {**plan.report(), "margin_mm": float(options.hole_margin_mm)}
-    measured = plate_thickness_mm(implant, defective)
-    if measured.size:  # the plate away from the rim (≥ 5 mm from bone), measured independently of the design
+    try:  # the plate away from the rim (≥ 5 mm from bone), measured independently of the design
+        measured = plate_thickness_mm(implant, defective)
+    except InputError as error:
+        measured = np.empty(0)
+        warnings.append(f"the plate's thickness was not measured: {error}")
+    if measured.size:
         p05, median, p95 = np.percentile(measured, [5, 50, 95])
         plate["measured_mm"] = {"p05": round(float(p05), 3), "median": round(float(median), 3), "p95": round(float(p95), 3)}
     record["plate"] = plate

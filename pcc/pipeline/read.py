@@ -11,7 +11,8 @@ from pcc.pipeline.jobs import Job
 
 
 def read_skull(job: Job):
-    """(the job's defective skull as a binary Volume, warnings about the input, the CT in HU or None);
+    """(the job's defective skull as a binary Volume, warnings about the input, the CT in HU when the job
+    asks for a review page, else None);
     InputError when the input cannot be one.
 
     A binary skull volume is read and checked; a CT (job.ct) is read (a DICOM series folder through
@@ -40,7 +41,8 @@ def read_skull(job: Job):
                          "drop --ct to design from a binary skull")
     check_ct_grid(ct)
     skull = segment_skull(ct, low=job.ct.low_hu, high=job.ct.high_hu)
-    return ct.with_array(skull.astype("uint8")), scan_warnings(ct, skull), ct
+    # The CT itself is kept only for the review page, which shows it (a 512×512×Z CT is hundreds of MB).
+    return ct.with_array(skull.astype("uint8")), scan_warnings(ct, skull), ct if job.review is not None else None
 
 
 def ct_record(job: Job, skull) -> dict[str, Any]:

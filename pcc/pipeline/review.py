@@ -34,6 +34,7 @@ def write_index(jobs: list[Job], cases: list[dict[str, Any]]) -> Path | None:
     for case in cases:
         if case.get("case") not in pages:
             continue
+        # a skipped case shows its earlier record when the report had one, else that it was skipped
         row = dict(case.get("previous_run") or case) if case.get("status") == "skipped" else dict(case)
         rows.append({**row, "page": pages[case["case"]].name})
     return write_review_index(next(iter(pages.values())).parent, rows)

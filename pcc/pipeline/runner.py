@@ -33,6 +33,7 @@ def run_jobs(
     device: str = "auto",
     clearance_mm: float = 0.0,
     finish: FinishOptions = FinishOptions(),
+    review_index: bool = False,
     overwrite: bool = False,
     resume: bool = True,
     report_path: Path | None = None,
@@ -50,6 +51,7 @@ def run_jobs(
         clearance_mm: fitting gap opened at the rim of the STL (and the preview); the volume is unchanged.
         finish: the plate's thickness and holes (cut in the volume and the STL) and the STL's smoothing
             (pcc.pipeline.finish.FinishOptions; the defaults leave the design as it is).
+        review_index: a folder run: write index.html beside the jobs' review pages, listing every case.
         overwrite: redo cases whose outputs exist.
         resume: skip finished cases (when not overwrite); False recomputes every case.
         report_path: JSON report, rewritten after each case.
@@ -74,6 +76,15 @@ def run_jobs(
     if finish != FinishOptions():
         options["finish"] = finish.as_dict()
     previous = _previous_cases(report_path) if report_path is not None and not overwrite else {}
+    # Outputs written with other plate options (thickness, holes, smoothing) are not this run's: design again.
+    # Without a previous report a volume's options are unknown, so plate options always design again.
+    wanted = options.get("finish")  # None for the defaults
+    earlier = _previous_options(report_path) if report_path is not None else None
+    same_finish = earlier.get("finish") == wanted if earlier is not None else wanted is None
+    if resume and not overwrite and not same_finish:
+        print("the plate options differ from those the existing outputs were made with (or are unknown): "
+              "every case is designed again", file=log)
+    resume = resume and same_finish
     report = None
 
     def model():
@@ -178,8 +189,8 @@ def run_jobs(
     bar.close()
     if report_path is not None:
         report.write(report_path)
-    if len(jobs) > 1:
-        index = write_index(jobs, report.cases)
+    index = write_index(jobs, report.cases) if review_index else None
+    if len(jobs) > 1 or index:
         for line in summary_lines(report, report_path) + ([f"review pages: {index}"] if index else []):
             print(line, file=log)
     if failures:
@@ -188,6 +199,17 @@ def run_jobs(
             raise RuntimeError(f"{len(failures)} case(s) failed: {names}")
         raise InputError(f"{len(failures)} case(s) had bad input and were not designed: {names} (see above)")
     return report
+
+
+def _previous_options(path: Path) -> dict[str, Any] | None:
+    """The options a previous run report at `path` recorded, or None when there is none (or it is not ours)."""
+    import json
+
+    try:
+        options = json.loads(Path(path).read_text()).get("options")
+    except Exception:  # no report yet, or not ours
+        return None
+    return options if isinstance(options, dict) else None
 
 
 def _previous_cases(path: Path) -> dict[str, Any]:

@@ -368,3 +368,34 @@ def test_folder_run_writes_a_review_page_per_case_and_an_index(tmp_path, fake_mo
     assert 'href="a.html"' in index and 'href="b.html"' in index
     assert "<title>a — pcc" in (pages / "a.html").read_text(encoding="utf-8")
     assert f"review pages: {pages / 'index.html'}" in capsys.readouterr().err
+
+
+def test_plate_options_design_again_what_other_options_wrote(tmp_path, fake_model, capsys):
+    """A rerun with other plate options (here a thickness) designs every case again instead of skipping it or
+    reusing its volume; a rerun with the same options skips."""
+    make_cases(tmp_path / "in", ["a.nrrd", "b.nrrd"])
+    report = tmp_path / "run.json"
+    command = ["implant", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--report", str(report)]
+    assert main(command) == 0
+    first = len(fake_model["design"])
+    assert main([*command, "--thickness", "3"]) == 0
+    assert len(fake_model["design"]) == 2 * first  # designed again, not skipped
+    assert "every case is designed again" in capsys.readouterr().err
+    cases = json.loads(report.read_text())["cases"]
+    assert [c["status"] for c in cases] == ["done", "done"] and all(c["plate"]["thickness_mm"] == 3.0 for c in cases)
+    assert main([*command, "--thickness", "3"]) == 0
+    assert len(fake_model["design"]) == 2 * first
+    assert [c["status"] for c in json.loads(report.read_text())["cases"]] == ["skipped", "skipped"]
+
+
+def test_a_plate_too_small_to_measure_is_made_with_a_warning():
+    from pcc.pipeline.finish import FinishOptions, finish_implant
+
+    small = hollow_ellipsoid(SHAPE, **SHELL, hole_radius=3.0)  # a 4.5 mm hole: no plate voxel 5 mm from bone
+    defective = Volume(small, np.eye(3) * 1.5, np.zeros(3))
+    implant = defective.with_array(((FULL != 0) & (small == 0)).astype(np.uint8))
+    record, warnings = {}, []
+    plate = finish_implant(implant, defective, FinishOptions(thickness_mm=3.0), record=record, timings={}, warnings=warnings)
+    assert plate.mask().any() and not np.any(plate.mask() & defective.mask())
+    assert record["plate"] == {"thickness_mm": 3.0} and "thickness was not measured" in warnings[0]
+

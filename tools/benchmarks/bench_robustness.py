@@ -42,6 +42,7 @@ from pcc.io import read_volume
 from pcc.learning.defects import SHAPES
 from pcc.shared_data import skullfix_training_set
 from pcc.volume import Volume
+from tools import REPO
 from tools.benchmarks.cases import downsample_2x, select_cases, varied_defect
 
 DEFAULT_ROOT = skullfix_training_set()
@@ -206,9 +207,9 @@ def _memory_child(model_path: str | None, device: str, size: int) -> dict:
 
 
 def memory_row(model_path: str | None, device: str, size: int) -> list:
-    command = [sys.executable, str(Path(__file__).resolve()), "--memory-child", "--device", device,
+    command = [sys.executable, "-m", "tools.benchmarks.bench_robustness", "--memory-child", "--device", device,
                "--memory-size", str(size)] + (["--model", model_path] if model_path else [])
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if result.returncode != 0:
         raise RuntimeError(f"memory run failed:\n{result.stderr[-3000:]}")
     figures = json.loads(result.stdout.strip().splitlines()[-1])

@@ -18,7 +18,7 @@ shift 3
 device=${DEVICE:-cuda}
 folder_cases=${FOLDER_CASES:-32}
 export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."  # the repository root
 
 gpu=$( (nvidia-smi --query-gpu=name --format=csv,noheader || echo "no GPU") | head -1)
 echo "$gpu, $(nproc) CPU cores" | tee "$out/bench_folder_gpu.txt" > "$out/train.log"
@@ -32,7 +32,7 @@ fi
 # 2. Training.
 command="pcc train fit --config $config $*"
 start=$(date +%s)
-python3 -m pcc.cli train fit --config "$config" --data.root ../shared/data/skullfix/training_set \
+python3 -m pcc.cli train fit --config "$config" --data.root "${PCC_DATA:-../shared/data}/skullfix/training_set" \
     --data.cache_dir "$cache" --trainer.enable_progress_bar false "$@" >> "$out/train.log" 2>&1
 minutes=$(python3 -c "print(round(($(date +%s) - $start) / 60, 2))")
 echo "training took $minutes min (wall, start-up included)" | tee -a "$out/train.log"
