@@ -117,11 +117,11 @@ def uniform_plate(implant: Volume, defective: Volume, thickness_mm: float) -> Vo
     # distance to it is within a voxel below this one; only that band needs the exact distance
     near, mark = ndimage.distance_transform_edt(~outer_mark, sampling=spacing, return_indices=True)
     index = np.argwhere((plate | ~bone) & (near <= thickness_mm + step))
-    coarse = near[tuple(index.T)]
-    own = plate[tuple(index.T)]
+    coarse, own = near[tuple(index.T)], plate[tuple(index.T)]
     keep = own & (coarse <= thickness_mm)
     exact = own & ~keep
-    grown = np.flatnonzero(~own)
+    # nothing is grown within a millimetre (at least a voxel) of the bone: there it wraps round the bone's edge in loops
+    grown = np.flatnonzero(~own & (ndimage.distance_transform_edt(~bone, sampling=spacing)[tuple(index.T)] > max(1.0, step)))
     if len(grown):  # outside the implant: only voxels inward of their nearest outer background voxel
         nearest = mark[:, index[grown, 0], index[grown, 1], index[grown, 2]].T
         offset = crop.world(index[grown]) - crop.world(nearest)
