@@ -193,7 +193,7 @@ def plan_holes(implant: Volume, defective: Volume, diameter_mm: float, spacing_m
     voxel = float(implant.spacing.max())
     if diameter_mm < HOLE_MIN_VOXELS * voxel:
         raise InputError(f"holes of {diameter_mm:g} mm are under {HOLE_MIN_VOXELS:g} voxels of this {voxel:.2g} mm grid "
-                         f"and would not make clean tunnels: use --holes {HOLE_MIN_VOXELS * voxel:.1f}:S or larger")
+                         f"and would not make clean tunnels: use --holes {math.ceil(HOLE_MIN_VOXELS * voxel * 10) / 10:.1f}:S or larger")
     pad = np.ceil((margin_mm + 3.0) / implant.spacing).astype(int) + 2
     crop = _Crop(implant, defective, pad)
     outer_mark, inner_mark = _sides(crop, _hull_normals(implant, defective))
