@@ -73,8 +73,8 @@ def run_step(config: Path, start: Path, *, root: Path, out: Path, dry_run: bool)
     weights = out / "weights.pt"
     max_steps, batch, name = step_settings(config)
     checkpoint = REPO / "runs" / name / "version_0" / "checkpoints" / "last.ckpt"
-    train = ["pcc", "train", "fit", "--config", str(BASE_CONFIG.relative_to(REPO)), "--config", str(config.relative_to(REPO)),
-             "--model.init_weights", str(start), "--data.root", str(root), "--trainer.logger.init_args.version", "0",
+    train = ["pcc", "train", "fit", "--config", _shown(BASE_CONFIG), "--config", _shown(config),
+             "--model.init_weights", _shown(start), "--data.root", _shown(root), "--trainer.logger.init_args.version", "0",
              "--trainer.enable_progress_bar", "false"]
     reached = _global_step(checkpoint)
     print(f"{config.stem}: {'done' if weights.is_file() else f'{reached} of {max_steps} steps trained'}", flush=True)
@@ -109,9 +109,9 @@ def run_step(config: Path, start: Path, *, root: Path, out: Path, dry_run: bool)
               "--validation", str(out / "bench_implant.csv"), "--base", str(start),
               "--data", f"SkullFix training_set ({root.name}), the configs' split; development cases never trained on"]
     subprocess.run(export, cwd=REPO, check=True)
-    record = {"step": config.stem, "config": str(config.relative_to(REPO)), "command": command_text,
+    record = {"step": config.stem, "config": _shown(config), "command": command_text,
               "commit": _commit(), "machine": machine(), "training_minutes": round(minutes, 1),
-              "optimizer_steps": max_steps, "pairs_seen": max_steps * batch, "started_from": str(start),
+              "optimizer_steps": max_steps, "pairs_seen": max_steps * batch, "started_from": _shown(start),
               "development": figures}
     (out / "step.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"  {config.stem}: {json.dumps(figures)}", flush=True)
@@ -149,6 +149,12 @@ def _means(table: Path) -> dict[str, float]:
     hd95 = np.array([float(row["hd95"]) for row in rows])
     return {"cases": len(rows), "dsc": round(float(dsc.mean()), 4), "bdsc": round(float(np.mean([float(r["bdsc"]) for r in rows])), 4),
             "hd95_mm": round(float(hd95[np.isfinite(hd95)].mean()), 3), "worst_dsc": round(float(dsc.min()), 4)}
+
+
+def _shown(path: Path) -> str:
+    """A path as a command shows it: relative to the repository when inside it (runs from the root)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def _commit() -> str:
