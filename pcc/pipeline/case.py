@@ -21,7 +21,8 @@ __all__ = ["builds_mesh", "design_case", "design_or_error"]
 
 
 def design_case(job: Job, model, *, clearance_mm: float = 0.0, finish: FinishOptions = FinishOptions(),
-                reuse_volume: bool = True, with_thickness: bool = True, defective: tuple[tuple[Any, list[str], Any], float] | None = None) -> dict[str, Any]:
+                reuse_volume: bool = True, with_thickness: bool = True,
+                defective: tuple[tuple[Any, list[str], Any], float] | None = None) -> dict[str, Any]:
     """Design one case and write its outputs; returns its report record (status 'done').
 
     `model` is a callable returning the loaded model (called when the case is designed or assessed).
@@ -80,12 +81,12 @@ def design_case(job: Job, model, *, clearance_mm: float = 0.0, finish: FinishOpt
     if job.preview is not None:
         preview_case(job, defective, implant, mesh=mesh, assessment=assessment, record=record,
                      clearance_mm=clearance_mm, finish=finish, timings=timings)
-    record["warnings"] = warnings
+    record["warnings"] = warnings  # (the review page shows them)
     if job.review is not None:
         review_case(job, defective, implant, ct=ct, mesh=mesh, assessment=assessment, record=record, timings=timings)
     timings["total"] = time.perf_counter() - total
     record["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
-    record["warnings"] = warnings
+    record["warnings"] = record.pop("warnings")  # after timings_s, as the report has always listed them
     return record
 
 
