@@ -176,14 +176,17 @@ def add_plate_options(p: argparse.ArgumentParser, *, thickness: bool) -> None:
 
 def finish_options(args: argparse.Namespace):
     """FinishOptions from the plate's options, checked (InputError: one line saying what to change)."""
-    from pcc.design.plate import parse_holes
     from pcc.pipeline.finish import FinishOptions
 
     if args.holes is None and args.hole_margin is not None:
         raise InputError("--hole-margin sets how far holes stay from the bone: add --holes D:S")
     margin = {} if args.hole_margin is None else {"hole_margin_mm": args.hole_margin}
-    options = FinishOptions(thickness_mm=getattr(args, "thickness", None),
-                            holes=None if args.holes is None else parse_holes(args.holes), smooth=not args.no_smooth, **margin)
+    holes = None
+    if args.holes is not None:
+        from pcc.design.plate import parse_holes
+
+        holes = parse_holes(args.holes)
+    options = FinishOptions(thickness_mm=getattr(args, "thickness", None), holes=holes, smooth=not args.no_smooth, **margin)
     options.check()
     return options
 

@@ -27,7 +27,10 @@ class FinishOptions:
     smooth: bool = True
 
     def check(self) -> None:
-        """InputError (one line saying what to change) for a bad value."""
+        """InputError (one line saying what to change) for a bad value. The defaults need no check (and no
+        import of pcc.design, which brings torch: a single case imports it beside the reading instead)."""
+        if not self.changes_volume:
+            return
         from pcc.design.plate import check_plate_options
 
         check_plate_options(self.thickness_mm, self.holes, self.hole_margin_mm)
