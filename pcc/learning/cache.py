@@ -19,7 +19,7 @@ import numpy as np
 
 from pcc.geometry.frames import defect_frame
 from pcc.geometry.masks import widened_box
-from pcc.learning.cases import SyntheticDefect, synthetic_defects
+from pcc.learning.cases import SyntheticDefect
 from pcc.models.inputs import NETWORK_SURFACE_SMOOTHING, SKULL_POINTS
 
 GLOBAL_POINTS = 4096  # uniform sample of the whole skull for the global stage
@@ -131,6 +131,7 @@ def build_case_caches(root: Path, name: str, jobs: list[tuple[SyntheticDefect | 
     """Read one case once and write its cache files: the real pair (defect None) and synthetic defects."""
     from pcc.io import read_volume
     from pcc.learning.defects import make_defect
+    from pcc.learning.slices import thicker_slices
 
     defective = read_volume(root / "defective_skull" / name)
     implant = read_volume(root / "implant" / name)
@@ -142,6 +143,8 @@ def build_case_caches(root: Path, name: str, jobs: list[tuple[SyntheticDefect | 
         else:
             cut, part = make_defect(complete, shape=defect.shape, rng=np.random.default_rng(defect.seed))
             pair = (complete.with_array(cut.astype(np.uint8)), complete.with_array(part.astype(np.uint8)))
+            if defect.slices_mm:
+                pair = (thicker_slices(pair[0], defect.slices_mm), pair[1])
         arrays = surface_arrays(*pair, dense_everywhere=with_volumes)
         if with_volumes:
             arrays.update(volume_arrays(*pair))
@@ -160,16 +163,16 @@ def load_case(path: Path, name: str) -> CachedCase:
 
 
 def ensure_cache(
-    root: Path, names: list[str], cache_dir: Path, *, with_volumes: bool, per_skull: int = 0, processes: int = 1
+    root: Path, names: list[str], cache_dir: Path, *, with_volumes: bool, defects: list[SyntheticDefect] = (),
+    processes: int = 1,
 ) -> tuple[list[str], list[Path]]:
-    """Cache every case and `per_skull` synthetic defects of each (skipping files already cached).
+    """Cache every case and the synthetic defects cut into them (skipping files already cached).
 
-    Returns the case names (real ones first, then synthetic ones) and their cache files, in order.
+    Returns the case names (real ones first, then the defects') and their cache files, in order.
     """
     from tqdm import tqdm
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    defects = synthetic_defects(names, per_skull)
     all_names = names + [d.name for d in defects]
     paths = [cache_path(cache_dir, root, n) for n in names] + [cache_path(cache_dir, root, d.name, d.cache_key) for d in defects]
     jobs: dict[str, list[tuple[SyntheticDefect | None, Path]]] = {}

@@ -33,15 +33,21 @@ def default_validation_split(names: list[str], count: int = 10) -> list[str]:
 
 @dataclass(frozen=True)
 class SyntheticDefect:
-    """A pcc-made defect (pcc.learning.defects) cut into the complete skull (defective ∪ implant) of case `source`."""
+    """A pcc-made defect (pcc.learning.defects) cut into the complete skull (defective ∪ implant) of case `source`.
+
+    slices_mm > 0: the defective skull is seen as a CT with slices this thick (pcc.learning.slices) while the
+    implant stays on the fine grid (the truth the network should find from a coarse scan).
+    """
 
     source: str
     shape: str
     index: int
+    slices_mm: float = 0.0
 
     @property
     def name(self) -> str:
-        return f"{Path(self.source).stem}_{self.shape}_{self.index}"
+        coarse = f"_z{self.slices_mm:g}" if self.slices_mm else ""
+        return f"{Path(self.source).stem}_{self.shape}_{self.index}{coarse}"
 
     @property
     def cache_key(self) -> str:
@@ -62,5 +68,22 @@ def synthetic_defects(names: list[str], per_skull: int) -> list[SyntheticDefect]
 
     return [
         SyntheticDefect(name, SHAPES[(i * per_skull + k) % len(SHAPES)], k)
+        for i, name in enumerate(names) for k in range(per_skull)
+    ]
+
+
+HARD_TRAINING_SHAPES = ("frontoorbital", "parietotemporal", "bilateral", "random", "temporal", "irregular")
+
+
+def hard_defects(names: list[str], per_skull: int, *, first_index: int, slices_mm: list[float]) -> list[SyntheticDefect]:
+    """`per_skull` more defects for each named case (issue 30's harder training defects), cycling through
+    HARD_TRAINING_SHAPES; their indices start at `first_index` (after the base defects, so each is a fresh draw),
+    and they cycle through `slices_mm` (0: the scan's own grid; e.g. 1.5: seen as a CT with 1.5 mm slices)."""
+    if not slices_mm:
+        raise ValueError("slices_mm needs at least one entry (0 for the scan's own grid)")
+    shapes = HARD_TRAINING_SHAPES
+    return [
+        SyntheticDefect(name, shapes[(i * per_skull + k) % len(shapes)], first_index + k,
+                        float(slices_mm[(i + k) % len(slices_mm)]))
         for i, name in enumerate(names) for k in range(per_skull)
     ]

@@ -17,7 +17,7 @@ import pytorch_lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from pcc.learning.cache import CACHE_VERSION, MANIFEST, ensure_cache, load_case
-from pcc.learning.cases import case_names, default_validation_split
+from pcc.learning.cases import case_names, default_validation_split, hard_defects, synthetic_defects
 from pcc.learning.pairs import CompletionPairs, Warps
 from pcc.models.inputs import SampleSizes
 
@@ -64,7 +64,11 @@ class SkullCompletionData(L.LightningDataModule):
         cache_dir: where the per-case surface samples are cached (created when missing).
         validation_cases: how many cases to hold out (a fixed spread over the sorted names).
         synthetic_defects: pcc-made defects cut into each training case's complete skull, cycling
-            through every shape of pcc.learning.defects (never into validation cases).
+            through every shape of pcc.learning.defects.SHAPES (never into validation cases).
+        hard_defects: more defects per training skull, fresh draws of the harder shapes
+            (pcc.learning.cases.hard_defects: frontal, lateral, bilateral, random, temporal, irregular).
+        hard_slices_mm: slice thicknesses the hard defects cycle through (0: the scan's own grid; e.g. 1.5:
+            the defective skull seen as a CT with 1.5 mm slices, pcc.learning.slices).
         repeats: augmented samples per training case per epoch.
         batch_size: training pairs per batch.
         num_workers: data-loading worker processes (also the processes that build the cache).
@@ -81,6 +85,8 @@ class SkullCompletionData(L.LightningDataModule):
         cache_dir: str = "cache/skullfix",
         validation_cases: int = 10,
         synthetic_defects: int = 0,
+        hard_defects: int = 0,
+        hard_slices_mm: list[float] | None = None,
         repeats: int = 8,
         batch_size: int = 8,
         num_workers: int = 1,
@@ -96,6 +102,7 @@ class SkullCompletionData(L.LightningDataModule):
         super().__init__()
         self.root, self.cache_dir = Path(root), Path(cache_dir)
         self.validation_cases, self.synthetic_defects, self.repeats = validation_cases, synthetic_defects, repeats
+        self.hard_defects, self.hard_slices_mm = hard_defects, list(hard_slices_mm or [0.0])
         self.batch_size, self.num_workers = batch_size, num_workers
         self.sizes = SampleSizes(global_input, global_target, local_input, local_target, frame_jitter, prior_input)
         self.warps = Warps(shape_mm=warp_mm, prior_mm=prior_warp_mm)
@@ -111,6 +118,8 @@ class SkullCompletionData(L.LightningDataModule):
         manifest = self.cache_dir / MANIFEST
         settings = {"root": self.root.name, "validation_cases": self.validation_cases,
                     "synthetic_defects": self.synthetic_defects, "cache_version": CACHE_VERSION}
+        if self.hard_defects:  # absent otherwise, so caches built before these settings existed still match
+            settings |= {"hard_defects": self.hard_defects, "hard_slices_mm": self.hard_slices_mm}
         if not self.root.is_dir():
             if not manifest.is_file():
                 raise FileNotFoundError(
@@ -122,8 +131,10 @@ class SkullCompletionData(L.LightningDataModule):
             return cases
         train, validation = self.split()
         processes = max(1, min(self.num_workers, os.cpu_count() or 1))  # each holds one 512×512×Z case
+        defects = synthetic_defects(train, self.synthetic_defects) + hard_defects(
+            train, self.hard_defects, first_index=self.synthetic_defects, slices_mm=self.hard_slices_mm)
         train_names, train_paths = ensure_cache(
-            self.root, train, self.cache_dir, with_volumes=False, per_skull=self.synthetic_defects, processes=processes)
+            self.root, train, self.cache_dir, with_volumes=False, defects=defects, processes=processes)
         val_names, val_paths = ensure_cache(self.root, validation, self.cache_dir, with_volumes=True, processes=processes)
         cases = {
             "settings": settings,

@@ -22,6 +22,13 @@ Shapes (``SHAPES``):
 - ``parietotemporal``: a one-sided lateral defect over the parietal/temporal bone (70–110 mm long).
 - ``bilateral``: one lateral defect on each side (each 56–90 mm long).
 
+Training-only shapes (``HARDER_SHAPES``, issue 30; not among the benchmarks' classes):
+
+- ``temporal``: a one-sided lateral defect lower down, over the temporal squama towards the skull base
+  (centred at 38–52 % of the skull's height, 60–90 mm long).
+- ``irregular``: a frontal, lateral or upper ellipsoidal defect whose outline is pushed in and out by a
+  smooth random displacement (RMS 4 mm, ~10 mm wavelength), as real defects' edges are.
+
 ``make_defect`` always returns disjoint boolean arrays whose union is the complete skull, with a
 non-empty implant (the draw is repeated when a defect misses the bone).
 """
@@ -41,10 +48,12 @@ from pcc.geometry.masks import bounding_box
 from pcc.volume import Volume
 
 SHAPES = ("craniotomy", "cube", "sphere", "random", "frontoorbital", "parietotemporal", "bilateral")
+HARDER_SHAPES = ("temporal", "irregular")
+ALL_SHAPES = SHAPES + HARDER_SHAPES
 # A shape whose definition changed gets a new revision, so cached training cuts of it are made again.
 # frontoorbital 2: the forehead down to about the brows, placed from the vertex (revision 1 was anchored
 # at mid-height of the scan and often took the nasal septum, orbital walls and face down to its bottom).
-SHAPE_REVISIONS = {shape: 1 for shape in SHAPES} | {"frontoorbital": 2}
+SHAPE_REVISIONS = {shape: 1 for shape in ALL_SHAPES} | {"frontoorbital": 2}
 CRANIOTOMY_POSITIONS = {"posterior": 0.62, "vertex": 0.45, "anterior": 0.28}  # box front edge, fraction of AP length
 _MAX_TRIES = 25
 
@@ -74,7 +83,7 @@ def make_defect(complete: Volume, *, shape: str, rng: np.random.Generator,
 
     Args:
         complete: binary skull (any nonzero voxel is bone) on any grid.
-        shape: one of SHAPES.
+        shape: one of ALL_SHAPES.
         rng: the random generator (the same state gives the same defect).
         position: for ``craniotomy`` only, one of CRANIOTOMY_POSITIONS; default: drawn at random.
 
@@ -82,8 +91,8 @@ def make_defect(complete: Volume, *, shape: str, rng: np.random.Generator,
         (defective, implant): boolean arrays of the volume's shape; disjoint, union = the complete skull,
         implant non-empty.
     """
-    if shape not in SHAPES:
-        raise ValueError(f"unknown defect shape {shape!r}; choose one of {', '.join(SHAPES)}")
+    if shape not in ALL_SHAPES:
+        raise ValueError(f"unknown defect shape {shape!r}; choose one of {', '.join(ALL_SHAPES)}")
     bone = np.asarray(complete.array) != 0
     if not bone.any():
         raise ValueError("the complete skull is empty")
@@ -108,7 +117,8 @@ def _draw(shape: str, skull: _Skull, rng: np.random.Generator, position: str | N
     if position is not None:
         raise ValueError("position applies to the craniotomy shape only")
     return {"cube": _cube, "sphere": _sphere, "random": _random_spheres, "frontoorbital": _frontoorbital,
-            "parietotemporal": _parietotemporal, "bilateral": _bilateral}[shape](skull, rng)
+            "parietotemporal": _parietotemporal, "bilateral": _bilateral, "temporal": _temporal,
+            "irregular": _irregular}[shape](skull, rng)
 
 
 def _craniotomy(skull: _Skull, rng, position):
@@ -153,6 +163,12 @@ def _sphere(skull: _Skull, rng):
     return _ellipsoid(centre, np.full(3, radius))
 
 
+def _smooth_field(shape: tuple[int, ...], rng, *, sigma: float, rms: float) -> np.ndarray:
+    """(3, *shape) smooth random displacement: white noise blurred by sigma voxels, scaled to the given RMS."""
+    field = np.stack([ndimage.gaussian_filter(n, sigma) for n in rng.normal(size=(3, *shape))])
+    return field * (rms / max(float(field.std()), 1e-9))
+
+
 def _random_spheres(skull: _Skull, rng, *, grid_mm: float = 1.5):
     centre = _upper_point(skull, rng)
     r1 = float(np.clip(rng.normal(28, 8), 12, 48))
@@ -168,10 +184,7 @@ def _random_spheres(skull: _Skull, rng, *, grid_mm: float = 1.5):
     shape = np.ceil((high - low) / grid_mm).astype(int) + 1
     axes = [low[a] + grid_mm * np.arange(shape[a]) for a in range(3)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-    noise = rng.normal(size=(3, *shape))
-    displacement = np.stack([ndimage.gaussian_filter(n, 6.0 / grid_mm) for n in noise], axis=-1)
-    displacement *= 3.0 / max(float(displacement.std()), 1e-9)  # RMS 3 mm
-    warped = grid + displacement
+    warped = grid + np.moveaxis(_smooth_field(tuple(shape), rng, sigma=6.0 / grid_mm, rms=3.0), 0, -1)
     inside = np.zeros(shape, bool)
     for c, r in zip(centres, radii):
         inside |= ((warped - c) ** 2).sum(axis=-1) <= r * r
@@ -219,6 +232,32 @@ def _bilateral(skull: _Skull, rng):
     f1, lo1, hi1 = _ellipsoid(a1, s1)
     f2, lo2, hi2 = _ellipsoid(a2, s2)
     return (lambda p: f1(p) | f2(p)), np.minimum(lo1, lo2), np.maximum(hi1, hi2)
+
+
+def _temporal(skull: _Skull, rng):
+    sign = 1 if rng.random() < 0.5 else -1
+    height = skull.low[2] + skull.size[2] * rng.uniform(0.38, 0.52)
+    ap = skull.centre[1] + skull.size[1] * rng.uniform(-0.06, 0.06)
+    anchor = _extreme_point(skull, axis=0, sign=sign, band={1: (ap, 12.0), 2: (height, 8.0)})
+    return _ellipsoid(anchor, np.array([rng.uniform(18, 26), rng.uniform(30, 45), rng.uniform(22, 32)]))
+
+
+def _irregular(skull: _Skull, rng, *, grid_mm: float = 1.5, rms_mm: float = 4.0):
+    base = (_frontoorbital, _parietotemporal, _sphere)[rng.integers(3)]
+    inside, low, high = base(skull, rng)
+    margin = 3 * rms_mm
+    low, high = np.asarray(low, float) - margin, np.asarray(high, float) + margin
+    shape = tuple(np.ceil((high - low) / grid_mm).astype(int) + 1)
+    axes = [low[a] + grid_mm * np.arange(shape[a]) for a in range(3)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+    warped = grid + np.moveaxis(_smooth_field(shape, rng, sigma=5.0 / grid_mm, rms=rms_mm), 0, -1)
+    field = ndimage.gaussian_filter(inside(warped.reshape(-1, 3)).reshape(shape).astype(np.float32), 0.7)
+
+    def region(p):
+        coords = ((p - low) / grid_mm).T
+        return ndimage.map_coordinates(field, coords, order=1, mode="constant", cval=0.0) > 0.5
+
+    return region, low, high
 
 
 def _box_region(low, high) -> Region:
@@ -309,8 +348,8 @@ def write_defects(complete_path_or_dir: str | os.PathLike, out_dir: str | os.Pat
     from pcc.io import read_volume, volume_suffix, write_volume
     from pcc.volume import require_binary
 
-    if shape not in SHAPES:
-        raise InputError(f"unknown defect shape {shape!r}: choose one of {', '.join(SHAPES)}")
+    if shape not in ALL_SHAPES:
+        raise InputError(f"unknown defect shape {shape!r}: choose one of {', '.join(ALL_SHAPES)}")
     if per_skull < 1:
         raise InputError("per_skull must be at least 1")
     source = Path(complete_path_or_dir)
@@ -346,4 +385,4 @@ def write_defects(complete_path_or_dir: str | os.PathLike, out_dir: str | os.Pat
     return written
 
 
-__all__ = ["CRANIOTOMY_POSITIONS", "SHAPES", "make_defect", "write_defects"]
+__all__ = ["ALL_SHAPES", "CRANIOTOMY_POSITIONS", "HARDER_SHAPES", "SHAPES", "make_defect", "write_defects"]

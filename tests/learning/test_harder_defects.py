@@ -1,0 +1,111 @@
+"""Issue 30's harder training defects: fresh draws of the hard shapes, and skulls seen as thick-slice CTs."""
+
+from __future__ import annotations
+
+import nrrd
+import numpy as np
+import pytest
+from conftest import hollow_skull
+
+from pcc.learning.cases import HARD_TRAINING_SHAPES, hard_defects, synthetic_defects
+from pcc.learning.defects import HARDER_SHAPES, SHAPES, make_defect
+from pcc.learning.slices import thicker_slices
+
+
+def test_hard_defects_are_fresh_draws_of_every_hard_shape_with_thick_slices_among_them():
+    names = ["000.nrrd", "002.nrrd", "004.nrrd"]
+    base = synthetic_defects(names, 7)
+    hard = hard_defects(names, 6, first_index=7, slices_mm=[0.0, 1.5])
+    assert len(hard) == 18
+    for name in names:  # each skull gets each hard shape once, at indices after the base defects
+        mine = [d for d in hard if d.source == name]
+        assert sorted(d.shape for d in mine) == sorted(HARD_TRAINING_SHAPES)
+        assert [d.index for d in mine] == list(range(7, 13))
+        assert {d.slices_mm for d in mine} == {0.0, 1.5}
+    all_names = [d.name for d in base + hard]
+    assert len(set(all_names)) == len(all_names)
+    assert len({d.seed for d in base + hard}) == len(all_names)
+    coarse = next(d for d in hard if d.slices_mm)
+    assert coarse.name.endswith("_z1.5")
+    with pytest.raises(ValueError, match="slices_mm"):
+        hard_defects(names, 2, first_index=7, slices_mm=[])
+
+
+@pytest.mark.parametrize("shape", HARDER_SHAPES)
+def test_harder_shapes_are_exact_disjoint_seeded_splits(shape):
+    skull = hollow_skull()
+    complete = skull.mask()
+    defective, implant = make_defect(skull, shape=shape, rng=np.random.default_rng(3))
+    assert not (defective & implant).any() and np.array_equal(defective | implant, complete)
+    assert implant.sum() > 50 and defective.sum() > 3 * implant.sum()
+    assert np.array_equal(make_defect(skull, shape=shape, rng=np.random.default_rng(3))[1], implant)
+    assert shape not in SHAPES  # training only: the benchmarks' classes stay the seven SHAPES
+
+
+def test_temporal_defects_sit_on_one_side_below_the_lateral_ones():
+    skull = hollow_skull()
+    world = skull.index_to_world(np.argwhere(skull.mask()))
+    low, high = world.min(axis=0), world.max(axis=0)
+    for seed in range(4):
+        temporal = make_defect(skull, shape="temporal", rng=np.random.default_rng(seed))[1]
+        lateral = make_defect(skull, shape="parietotemporal", rng=np.random.default_rng(seed))[1]
+        points = skull.index_to_world(np.argwhere(temporal))
+        assert np.all(np.sign(points[:, 0] - (low[0] + high[0]) / 2) == np.sign(points[0, 0] - (low[0] + high[0]) / 2))
+        height = (points[:, 2].mean() - low[2]) / (high[2] - low[2])
+        assert 0.2 < height < 0.6
+        assert points[:, 2].mean() < skull.index_to_world(np.argwhere(lateral))[:, 2].mean()
+
+
+def test_irregular_outlines_are_not_ellipsoids():
+    """The irregular shape's outline is pushed in and out: its implant differs from every plain base shape's."""
+    skull = hollow_skull()
+    for seed in range(3):
+        irregular = make_defect(skull, shape="irregular", rng=np.random.default_rng(seed))[1]
+        plain = [make_defect(skull, shape=s, rng=np.random.default_rng(seed))[1]
+                 for s in ("frontoorbital", "parietotemporal", "sphere")]
+        assert all(not np.array_equal(irregular, p) for p in plain)
+
+
+def test_thicker_slices_keep_the_skull_in_place_on_a_coarser_slice_grid():
+    skull = hollow_skull((1.0, 1.0, 0.5))
+    coarse = thicker_slices(skull, 1.5)
+    assert coarse.shape[:2] == skull.shape[:2] and coarse.shape[2] == skull.shape[2] // 3
+    assert coarse.spacing == pytest.approx([1.0, 1.0, 1.5])
+    fine_world = skull.index_to_world(np.argwhere(skull.mask()))
+    coarse_world = coarse.index_to_world(np.argwhere(coarse.mask()))
+    assert np.abs(coarse_world.mean(axis=0) - fine_world.mean(axis=0)).max() < 0.5  # mm: the skull has not moved
+    volume = lambda v: v.mask().sum() * v.voxel_volume  # noqa: E731
+    assert volume(coarse) == pytest.approx(volume(skull), rel=0.1)
+    assert thicker_slices(skull, 0.6) is skull  # already that thick: as is
+    with pytest.raises(ValueError, match="positive"):
+        thicker_slices(skull, 0.0)
+
+
+def test_the_data_module_caches_hard_defects_beside_the_base_ones(tmp_path):
+    """hard_defects adds cached cases (thick-slice ones among them) after the base ones, which keep their files."""
+    from pcc.learning.data import SkullCompletionData
+
+    root = tmp_path / "training_set"
+    skull = hollow_skull()
+    header = {"space": "left-posterior-superior", "space directions": skull.directions, "space origin": skull.origin}
+    for folder in ("defective_skull", "implant"):
+        (root / folder).mkdir(parents=True)
+    for i in range(3):
+        defective, implant = make_defect(skull, shape="craniotomy", rng=np.random.default_rng(i))
+        nrrd.write(str(root / "defective_skull" / f"{i:03d}.nrrd"), defective.astype(np.uint8), header)
+        nrrd.write(str(root / "implant" / f"{i:03d}.nrrd"), implant.astype(np.uint8), header)
+    sizes = dict(global_input=256, global_target=128, local_input=256, local_target=256, num_workers=0)
+    plain = SkullCompletionData(root=str(root), cache_dir=str(tmp_path / "cache"), validation_cases=1, synthetic_defects=1, **sizes)
+    plain.setup()
+    hard = SkullCompletionData(root=str(root), cache_dir=str(tmp_path / "cache"), validation_cases=1, synthetic_defects=1,
+                               hard_defects=2, hard_slices_mm=[0.0, 3.0], **sizes)
+    hard.setup()
+    names = [case.name for case in hard.train_cases]
+    assert names[:4] == [case.name for case in plain.train_cases] and len(names) == 4 + 2 * 2
+    assert any(name.endswith("_z3") for name in names)
+    for case in hard.train_cases:
+        assert len(case.skull_points) > 100 and len(case.implant_points) == 4096
+    carried = SkullCompletionData(root=str(tmp_path / "elsewhere" / "training_set"), cache_dir=str(tmp_path / "cache"), validation_cases=1,
+                                  synthetic_defects=1, hard_defects=2, hard_slices_mm=[0.0, 3.0], **sizes)
+    carried.setup()
+    assert [case.name for case in carried.train_cases] == names
