@@ -1,7 +1,8 @@
-"""Robustness benchmark of the implant pipeline: varied defect shapes, a coarser grid, memory at 512³.
+"""Robustness benchmark of the implant pipeline: varied defect shapes, coarser grids, memory at 512³.
 
     python -m tools.benchmarks.bench_robustness [--model PATH] [--cases validation|N|NAMES] [--shapes all|S1,S2]
-                                     [--parts varied,coarse,complete,memory] [--seed 0] [--device auto] [--csv out.csv]
+                                     [--parts varied,coarse,slices,complete,memory] [--slice-mm 1.5] [--seed 0]
+                                     [--device auto] [--csv out.csv]
 
 Parts (all by default):
 
@@ -14,6 +15,9 @@ Parts (all by default):
   is bone when at least half its block is; the coarse implant is coarse(defective ∪ implant) minus the
   coarse defective skull, the same "complete minus defective" definition as the challenge's). Space
   directions ×2, origin moved to the centre of the first block. Scored against that coarse ground truth.
+- slices: the case's real defect as a hospital CT with thicker slices sees it (--slice-mm, default 1.5: runs of
+  round(1.5 / slice spacing) slices made one, bone where at least half the run is; pcc.learning.slices), the
+  truth the thick-slice complete skull minus the thick-slice defective one. Shape column: e.g. "z1.5".
 - complete: the case's complete skull (no defect) as input: the implant should be empty or
   negligible, with pcc's "no defect found" warning. Prints the implant's volume and whether it warned.
 - memory: peak resident memory (in a fresh child process, so nothing else is counted) of reading the
@@ -40,13 +44,14 @@ from pcc.challenge.metrics import score_case
 from pcc.design import design_implant, load_model, no_defect_warning
 from pcc.io import read_volume
 from pcc.learning.defects import SHAPES
+from pcc.learning.slices import thicker_slices
 from pcc.shared_data import skullfix_training_set
 from pcc.volume import Volume
 from tools import REPO
 from tools.benchmarks.cases import downsample_2x, select_cases, varied_defect
 
 DEFAULT_ROOT = skullfix_training_set()
-PARTS = ("varied", "coarse", "complete", "memory")
+PARTS = ("varied", "coarse", "slices", "complete", "memory")
 CSV_HEADER = ["part", "case", "shape", "dsc", "bdsc", "hd95", "implant_cm3", "seconds", "peak_gib"]
 
 
@@ -58,6 +63,7 @@ def main() -> None:
                         help="validation (default), N (the first N validation cases) or comma-separated names")
     parser.add_argument("--shapes", default="all", help=f"all or a comma-separated subset of {','.join(SHAPES)}")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--slice-mm", type=float, default=1.5, help="slice thickness of the slices part (mm)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--csv", default=None, help="write one row per scored case (and the memory figure)")
@@ -76,7 +82,7 @@ def main() -> None:
     if unknown or set(shapes) - set(SHAPES):
         parser.error(f"unknown part or shape: {sorted(unknown | (set(shapes) - set(SHAPES)))}")
     root = Path(args.root)
-    scored = {"varied", "coarse", "complete"} & set(parts)
+    scored = {"varied", "coarse", "slices", "complete"} & set(parts)
     names = select_cases(root, args.cases) if scored else []
     rows: list[list] = []
     if scored:
@@ -89,6 +95,8 @@ def main() -> None:
             rows += varied_defects(root, names, shapes, model, seed=args.seed)
         if "coarse" in parts:
             rows += coarse_grid(root, names, model)
+        if "slices" in parts:
+            rows += thick_slices(root, names, model, args.slice_mm)
         if "complete" in parts:
             rows += complete_skulls(root, names, model)
     if "memory" in parts:
@@ -132,6 +140,18 @@ def coarse_grid(root: Path, names: list[str], model) -> list[list]:
         small, small_truth = downsample_2x(defective, truth)
         rows.append(_score("coarse", name, "2x", small, small_truth, model))
     _summary(rows, key=lambda r: r[2], title="2× coarser grid")
+    return rows
+
+
+def thick_slices(root: Path, names: list[str], model, slice_mm: float) -> list[list]:
+    rows = []
+    for name in names:
+        defective = read_volume(root / "defective_skull" / name)
+        complete = defective.with_array((defective.mask() | read_volume(root / "implant" / name).mask()).view(np.uint8))
+        coarse = thicker_slices(defective, slice_mm)
+        truth = thicker_slices(complete, slice_mm).mask() & ~coarse.mask()
+        rows.append(_score("slices", name, f"z{slice_mm:g}", coarse, truth, model))
+    _summary(rows, key=lambda r: r[2], title=f"slices {slice_mm:g} mm thick")
     return rows
 
 
