@@ -21,7 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("complete", help="complete skull (.nrrd, .nii, .nii.gz) or a folder of them")
     p.add_argument("-o", "--output", required=True, help="output folder (created if absent)")
     p.add_argument("--shape", required=True, help="craniotomy, cube, sphere, random, frontoorbital, "
-                   "parietotemporal or bilateral")
+                   "parietotemporal, bilateral, temporal or irregular")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0); the same seed gives the same defects")
     p.add_argument("--per-skull", type=int, default=1, metavar="K",
                    help="defects per skull (default 1); K > 1 adds the suffix _kK to the file names")
@@ -66,10 +66,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _defect(args: argparse.Namespace) -> None:
-    from pcc.learning.defects import SHAPES, write_defects
+    from pcc.learning.defects import ALL_SHAPES, write_defects
 
-    if args.shape not in SHAPES:
-        raise InputError(f"unknown --shape {args.shape!r}: choose one of {', '.join(SHAPES)}")
+    if args.shape not in ALL_SHAPES:
+        raise InputError(f"unknown --shape {args.shape!r}: choose one of {', '.join(ALL_SHAPES)}")
     if args.per_skull < 1:
         raise InputError("--per-skull must be at least 1")
     start = time.perf_counter()

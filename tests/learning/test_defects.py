@@ -116,6 +116,8 @@ def test_write_defects_and_cli(tmp_path, capsys):
                  "--per-skull", "2"]) == 0
     again = read_volume(tmp_path / "cli" / "implant" / "a_k1.nrrd")
     assert np.array_equal(again.array, i.array)
+    assert main(["defect", str(src / "a.nrrd"), "-o", str(tmp_path / "temporal"), "--shape", "temporal"]) == 0  # a training-only shape
+    assert read_volume(tmp_path / "temporal" / "implant" / "a.nrrd").mask().any()
     assert main(["defect", str(src / "a.nrrd"), "-o", str(tmp_path / "x"), "--shape", "star"]) == 2
     assert main(["defect", str(tmp_path / "missing.nrrd"), "-o", str(tmp_path / "x"), "--shape", "cube"]) == 2
     assert not (tmp_path / "x").exists()

@@ -1,6 +1,6 @@
 """One picture per defect shape: three orthogonal max-projections of a skull with the implant in colour.
 
-    python -m tools.analysis.defect_gallery [COMPLETE.nrrd] [--out docs/images] [--seed 3]
+    python -m tools.analysis.defect_gallery [COMPLETE.nrrd] [--out docs/images] [--seed 3] [--shapes all|S1,S2]
 
 Writes OUT/defect_SHAPE.png. Default skull: ../shared/data/skullfix/training_set/complete_skull/000.nrrd
 (SkullFix, CC BY-NC-SA 4.0: the pictures are derived from it and carry that licence).
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pcc.io import read_volume
-from pcc.learning.defects import SHAPES, make_defect
+from pcc.learning.defects import ALL_SHAPES, make_defect
 from pcc.shared_data import skullfix_training_set
 from tools import REPO
 
@@ -60,11 +60,15 @@ def main() -> None:
                         default=str(skullfix_training_set() / "complete_skull" / "000.nrrd"))
     parser.add_argument("--out", default=str(REPO / "docs/images"))
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--shapes", default="all", help=f"all or a comma-separated subset of {','.join(ALL_SHAPES)}")
     args = parser.parse_args()
+    shapes = ALL_SHAPES if args.shapes == "all" else tuple(s.strip() for s in args.shapes.split(","))
+    if set(shapes) - set(ALL_SHAPES):
+        parser.error(f"unknown shapes {sorted(set(shapes) - set(ALL_SHAPES))}")
     complete = read_volume(args.complete)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for shape in SHAPES:
+    for shape in shapes:
         start = time.perf_counter()
         defective, implant = make_defect(complete, shape=shape, rng=np.random.default_rng(args.seed))
         took = time.perf_counter() - start
