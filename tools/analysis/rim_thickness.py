@@ -1,0 +1,106 @@
+"""Issue 30, route 3 in its simplest form: would thinning each implant to the rim bone's thickness pay?
+
+    python -m tools.analysis.rim_thickness [--model WEIGHTS] [--designs runs/designs_shipped]
+                                           [--csv docs/results/analysis/rim_thickness_cpu.csv]
+
+Designs the development split's 80 implants once (its 10 real defects and the 70 varied ones of
+tools.benchmarks.bench_robustness, same seeds) and keeps a crop of each (defective skull, truth, design; .npz
+under --designs, reused by later runs). Then, per case, on the crop: the 95th percentile of the half thickness
+(distance to the nearest voxel centre outside, mm) of the bone within 10 mm of the implant (the rim), of the
+true implant and of the designed one (both measured with the skull's bone counted as inside, so where they meet
+the bone is no surface); and the DSC after thinning the design to k × rim + m mm of half thickness (a layer of the
+excess peeled off both surfaces; nothing done where the design is not thicker than that) for k in 1.0, 1.2, 1.4
+and m in 0, 0.5, 1 mm. Prints one row per case and the means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from pcc.design import design_implant, load_model
+from pcc.geometry.masks import widened_box
+from pcc.io import read_volume
+from pcc.learning.defects import SHAPES
+from pcc.shared_data import skullfix_training_set
+from tools import REPO
+from tools.benchmarks.cases import select_cases, varied_defect
+
+VARIANTS = [(k, m) for k in (1.0, 1.2, 1.4) for m in (0.0, 0.5, 1.0)]
+RIM_MM = 10.0
+CROP_MARGIN_MM = 20.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=str(skullfix_training_set()))
+    parser.add_argument("--model", default=None, help="weights (default: shipped)")
+    parser.add_argument("--designs", default=str(REPO / "runs" / "designs_shipped"), help="folder of the stored designs")
+    parser.add_argument("--csv", default=None)
+    args = parser.parse_args()
+    designs = Path(args.designs)
+    store_designs(Path(args.root), designs, args.model)
+    rows = [thinning_row(path) for path in sorted(designs.glob("*.npz"))]
+    if args.csv:
+        with open(args.csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    for key in list(rows[0])[4:]:
+        real = [row[key] for row in rows if row["case"].endswith("_real")]
+        varied = [row[key] for row in rows if not row["case"].endswith("_real")]
+        print(f"{key:>16}  real {np.mean(real):.4f}  varied {np.mean(varied):.4f}  worst varied {min(varied):.4f}")
+
+
+def store_designs(root: Path, out: Path, model_path: str | None) -> None:
+    """Design every development case not yet stored under `out` and keep its crop."""
+    out.mkdir(parents=True, exist_ok=True)
+    model = None
+    names = select_cases(root, "validation")
+    cases = [(name, "real") for name in names] + [(name, shape) for name in names for shape in SHAPES]
+    for name, shape in cases:
+        target = out / f"{name[:3]}_{shape}.npz"
+        if target.is_file():
+            continue
+        model = model or load_model(model_path, device="cpu")
+        if shape == "real":
+            defective, truth = read_volume(root / "defective_skull" / name), read_volume(root / "implant" / name).mask()
+        else:
+            defective, truth = varied_defect(read_volume(root / "complete_skull" / name), name, shape, 0)
+        start = time.perf_counter()
+        design = design_implant(defective, model).mask()
+        lower, upper = widened_box(truth | design, np.ceil(CROP_MARGIN_MM / defective.spacing).astype(int))
+        box = tuple(slice(a, b) for a, b in zip(lower, upper))
+        np.savez_compressed(target, defective=defective.mask()[box], truth=truth[box], pred=design[box],
+                            spacing=defective.spacing)
+        print(f"designed {target.stem} in {time.perf_counter() - start:.1f} s", flush=True)
+
+
+def dsc(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))
+
+
+def thinning_row(path: Path) -> dict:
+    stored = np.load(path)
+    bone, truth, design, spacing = stored["defective"], stored["truth"], stored["pred"], stored["spacing"]
+    rim = bone & (ndimage.distance_transform_edt(~design, sampling=spacing) <= RIM_MM)
+    rim_half = float(np.percentile(ndimage.distance_transform_edt(bone, sampling=spacing)[rim], 95))
+    depth = ndimage.distance_transform_edt(bone | design, sampling=spacing)  # below the skull's surface, design included
+    design_half = float(np.percentile(depth[design], 95)) if design.any() else 0.0
+    true_half = float(np.percentile(ndimage.distance_transform_edt(bone | truth, sampling=spacing)[truth], 95))
+    row = {"case": path.stem, "rim_half_mm": round(rim_half, 3), "truth_half_mm": round(true_half, 3),
+           "design_half_mm": round(design_half, 3), "dsc": round(dsc(design, truth), 4)}
+    for k, m in VARIANTS:
+        excess = design_half - (k * rim_half + m)
+        row[f"dsc_k{k}_m{m}"] = row["dsc"] if excess <= 0 else round(dsc(design & (depth > excess), truth), 4)
+    print(" ".join(str(value) for value in row.values()), flush=True)
+    return row
+
+
+if __name__ == "__main__":
+    main()
