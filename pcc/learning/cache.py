@@ -11,6 +11,7 @@ NRRD files) is enough to train, e.g. on a GPU machine.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +164,7 @@ def load_case(path: Path, name: str) -> CachedCase:
 
 
 def ensure_cache(
-    root: Path, names: list[str], cache_dir: Path, *, with_volumes: bool, defects: list[SyntheticDefect] = (),
+    root: Path, names: list[str], cache_dir: Path, *, with_volumes: bool, defects: Sequence[SyntheticDefect] = (),
     processes: int = 1,
 ) -> tuple[list[str], list[Path]]:
     """Cache every case and the synthetic defects cut into them (skipping files already cached).

@@ -63,7 +63,7 @@ class SyntheticDefect:
 
 
 def synthetic_defects(names: list[str], per_skull: int) -> list[SyntheticDefect]:
-    """`per_skull` defects for each named case, cycling through every shape pcc makes."""
+    """`per_skull` defects for each named case, cycling through the seven shapes of pcc.learning.defects.SHAPES."""
     from pcc.learning.defects import SHAPES
 
     return [
@@ -72,16 +72,15 @@ def synthetic_defects(names: list[str], per_skull: int) -> list[SyntheticDefect]
     ]
 
 
-HARD_TRAINING_SHAPES = ("frontoorbital", "parietotemporal", "bilateral", "random", "temporal", "irregular")
-
-
 def hard_defects(names: list[str], per_skull: int, *, first_index: int, slices_mm: list[float]) -> list[SyntheticDefect]:
     """`per_skull` more defects for each named case (issue 30's harder training defects), cycling through
-    HARD_TRAINING_SHAPES; their indices start at `first_index` (after the base defects, so each is a fresh draw),
-    and they cycle through `slices_mm` (0: the scan's own grid; e.g. 1.5: seen as a CT with 1.5 mm slices)."""
+    pcc.learning.defects.HARD_SHAPES; their indices start at `first_index` (after the base defects, so each is a
+    fresh draw; a different first_index renames and recuts them all), and they cycle through `slices_mm` (0: the
+    scan's own grid; e.g. 1.5: seen as a CT with thicker slices, pcc.learning.slices.thicker_slices)."""
+    from pcc.learning.defects import HARD_SHAPES as shapes
+
     if not slices_mm:
         raise ValueError("slices_mm needs at least one entry (0 for the scan's own grid)")
-    shapes = HARD_TRAINING_SHAPES
     return [
         SyntheticDefect(name, shapes[(i * per_skull + k) % len(shapes)], first_index + k,
                         float(slices_mm[(i + k) % len(slices_mm)]))

@@ -3,7 +3,8 @@
 
 Besides each real pair, pcc-made defects of every shape (pcc.learning.defects) are cut into the training
 cases' complete skulls (defective ∪ implant), so the model is not tied to one defect shape
-(pcc.learning.cases).
+(pcc.learning.cases), and optionally more of the hard shapes, some seen as a CT with thicker slices
+(hard_defects, hard_slices_mm; issue 30).
 """
 
 from __future__ import annotations

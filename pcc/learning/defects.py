@@ -22,12 +22,13 @@ Shapes (``SHAPES``):
 - ``parietotemporal``: a one-sided lateral defect over the parietal/temporal bone (70–110 mm long).
 - ``bilateral``: one lateral defect on each side (each 56–90 mm long).
 
-Training-only shapes (``HARDER_SHAPES``, issue 30; not among the benchmarks' classes):
+Training-only shapes (``TRAINING_ONLY_SHAPES``, issue 30; not among the benchmarks' classes):
 
 - ``temporal``: a one-sided lateral defect lower down, over the temporal squama towards the skull base
-  (centred at 38–52 % of the skull's height, 60–90 mm long).
+  (centred at 38–52 % of the height of the scan's bone, 60–90 mm long; a scan that reaches lower, e.g. to
+  the jaw, puts it lower on the skull: revision 1, as the lateral shapes are placed).
 - ``irregular``: a frontal, lateral or upper ellipsoidal defect whose outline is pushed in and out by a
-  smooth random displacement (RMS 4 mm, ~10 mm wavelength), as real defects' edges are.
+  smooth random displacement (4 mm RMS along each axis, ~10 mm wavelength), as real defects' edges are.
 
 ``make_defect`` always returns disjoint boolean arrays whose union is the complete skull, with a
 non-empty implant (the draw is repeated when a defect misses the bone).
@@ -48,8 +49,10 @@ from pcc.geometry.masks import bounding_box
 from pcc.volume import Volume
 
 SHAPES = ("craniotomy", "cube", "sphere", "random", "frontoorbital", "parietotemporal", "bilateral")
-HARDER_SHAPES = ("temporal", "irregular")
-ALL_SHAPES = SHAPES + HARDER_SHAPES
+TRAINING_ONLY_SHAPES = ("temporal", "irregular")
+ALL_SHAPES = SHAPES + TRAINING_ONLY_SHAPES
+# The shapes of issue 30's harder training defects (pcc.learning.cases.hard_defects).
+HARD_SHAPES = ("frontoorbital", "parietotemporal", "bilateral", "random", *TRAINING_ONLY_SHAPES)
 # A shape whose definition changed gets a new revision, so cached training cuts of it are made again.
 # frontoorbital 2: the forehead down to about the brows, placed from the vertex (revision 1 was anchored
 # at mid-height of the scan and often took the nasal septum, orbital walls and face down to its bottom).
@@ -164,9 +167,11 @@ def _sphere(skull: _Skull, rng):
 
 
 def _smooth_field(shape: tuple[int, ...], rng, *, sigma: float, rms: float) -> np.ndarray:
-    """(3, *shape) smooth random displacement: white noise blurred by sigma voxels, scaled to the given RMS."""
-    field = np.stack([ndimage.gaussian_filter(n, sigma) for n in rng.normal(size=(3, *shape))])
-    return field * (rms / max(float(field.std()), 1e-9))
+    """(*shape, 3) smooth random displacement (mm): white noise blurred by sigma voxels, scaled so that each
+    component's RMS is `rms`."""
+    field = np.stack([ndimage.gaussian_filter(n, sigma) for n in rng.normal(size=(3, *shape))], axis=-1)
+    field *= rms / max(float(field.std()), 1e-9)
+    return field
 
 
 def _random_spheres(skull: _Skull, rng, *, grid_mm: float = 1.5):
@@ -184,7 +189,7 @@ def _random_spheres(skull: _Skull, rng, *, grid_mm: float = 1.5):
     shape = np.ceil((high - low) / grid_mm).astype(int) + 1
     axes = [low[a] + grid_mm * np.arange(shape[a]) for a in range(3)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-    warped = grid + np.moveaxis(_smooth_field(tuple(shape), rng, sigma=6.0 / grid_mm, rms=3.0), 0, -1)
+    warped = grid + _smooth_field(tuple(shape), rng, sigma=6.0 / grid_mm, rms=3.0)
     inside = np.zeros(shape, bool)
     for c, r in zip(centres, radii):
         inside |= ((warped - c) ** 2).sum(axis=-1) <= r * r
@@ -250,7 +255,7 @@ def _irregular(skull: _Skull, rng, *, grid_mm: float = 1.5, rms_mm: float = 4.0)
     shape = tuple(np.ceil((high - low) / grid_mm).astype(int) + 1)
     axes = [low[a] + grid_mm * np.arange(shape[a]) for a in range(3)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-    warped = grid + np.moveaxis(_smooth_field(shape, rng, sigma=5.0 / grid_mm, rms=rms_mm), 0, -1)
+    warped = grid + _smooth_field(shape, rng, sigma=5.0 / grid_mm, rms=rms_mm)
     field = ndimage.gaussian_filter(inside(warped.reshape(-1, 3)).reshape(shape).astype(np.float32), 0.7)
 
     def region(p):
@@ -385,4 +390,4 @@ def write_defects(complete_path_or_dir: str | os.PathLike, out_dir: str | os.Pat
     return written
 
 
-__all__ = ["ALL_SHAPES", "CRANIOTOMY_POSITIONS", "HARDER_SHAPES", "SHAPES", "make_defect", "write_defects"]
+__all__ = ["ALL_SHAPES", "CRANIOTOMY_POSITIONS", "HARD_SHAPES", "SHAPES", "TRAINING_ONLY_SHAPES", "make_defect", "write_defects"]

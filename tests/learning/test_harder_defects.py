@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nrrd
 import numpy as np
 import pytest
 from conftest import hollow_skull
 
-from pcc.learning.cases import HARD_TRAINING_SHAPES, hard_defects, synthetic_defects
-from pcc.learning.defects import HARDER_SHAPES, SHAPES, make_defect
+from pcc.learning import defects
+from pcc.learning.cache import cache_path
+from pcc.learning.cases import hard_defects, synthetic_defects
+from pcc.learning.defects import HARD_SHAPES, SHAPES, TRAINING_ONLY_SHAPES, make_defect
 from pcc.learning.slices import thicker_slices
+from pcc.volume import Volume
 
 
 def test_hard_defects_are_fresh_draws_of_every_hard_shape_with_thick_slices_among_them():
@@ -19,7 +24,7 @@ def test_hard_defects_are_fresh_draws_of_every_hard_shape_with_thick_slices_amon
     assert len(hard) == 18
     for name in names:  # each skull gets each hard shape once, at indices after the base defects
         mine = [d for d in hard if d.source == name]
-        assert sorted(d.shape for d in mine) == sorted(HARD_TRAINING_SHAPES)
+        assert sorted(d.shape for d in mine) == sorted(HARD_SHAPES)
         assert [d.index for d in mine] == list(range(7, 13))
         assert {d.slices_mm for d in mine} == {0.0, 1.5}
     all_names = [d.name for d in base + hard]
@@ -31,7 +36,16 @@ def test_hard_defects_are_fresh_draws_of_every_hard_shape_with_thick_slices_amon
         hard_defects(names, 2, first_index=7, slices_mm=[])
 
 
-@pytest.mark.parametrize("shape", HARDER_SHAPES)
+def test_the_base_recipe_keeps_its_defects_names_and_cache_files():
+    """Adding the hard defects renamed nothing of configs/skullfix.yaml's 7 per skull: their cache files stay valid."""
+    base = synthetic_defects(["000.nrrd"], 7)
+    assert [d.name for d in base] == [f"000_{shape}_{k}" for k, shape in enumerate(SHAPES)]
+    assert base[0].slices_mm == 0.0 and base[0].seed == 988760982
+    # the file name the caches built before issue 30 hold (cache/skullfix/ of the SkullFix training_set)
+    assert cache_path(Path("cache"), Path("training_set"), base[0].name, base[0].cache_key).name == "000_craniotomy_0-b784d8f3f7.npz"
+
+
+@pytest.mark.parametrize("shape", TRAINING_ONLY_SHAPES)
 def test_harder_shapes_are_exact_disjoint_seeded_splits(shape):
     skull = hollow_skull()
     complete = skull.mask()
@@ -56,24 +70,34 @@ def test_temporal_defects_sit_on_one_side_below_the_lateral_ones():
         assert points[:, 2].mean() < skull.index_to_world(np.argwhere(lateral))[:, 2].mean()
 
 
-def test_irregular_outlines_are_not_ellipsoids():
-    """The irregular shape's outline is pushed in and out: its implant differs from every plain base shape's."""
-    skull = hollow_skull()
+def test_irregular_outlines_are_pushed_in_and_out():
+    """The same draw with and without the displacement: the outline moves both ways, by millimetres."""
+    skull = hollow_skull((1.5, 1.5, 1.5))
+    bone = skull.mask()
+    described = defects._describe(bone, skull)
     for seed in range(3):
-        irregular = make_defect(skull, shape="irregular", rng=np.random.default_rng(seed))[1]
-        plain = [make_defect(skull, shape=s, rng=np.random.default_rng(seed))[1]
-                 for s in ("frontoorbital", "parietotemporal", "sphere")]
-        assert all(not np.array_equal(irregular, p) for p in plain)
+        cuts = [defects._cut(bone, skull, *defects._irregular(described, np.random.default_rng(seed), rms_mm=rms))
+                for rms in (4.0, 0.0)]
+        warped, plain = ({tuple(i) for i in cut} for cut in cuts)
+        assert warped - plain and plain - warped
+        assert len(warped ^ plain) > 0.1 * len(plain)
 
 
-def test_thicker_slices_keep_the_skull_in_place_on_a_coarser_slice_grid():
+@pytest.mark.parametrize("tilted", [False, True])
+def test_thicker_slices_keep_the_skull_in_place_on_a_coarser_slice_grid(tilted):
     skull = hollow_skull((1.0, 1.0, 0.5))
+    if tilted:  # a gantry tilt: the slice direction leans in y, as in several SkullFix scans
+        directions = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0.09, 0.49]])
+        skull = Volume(skull.array, directions, np.array([-30.0, 12.0, 5.0]), skull.space)
     coarse = thicker_slices(skull, 1.5)
     assert coarse.shape[:2] == skull.shape[:2] and coarse.shape[2] == skull.shape[2] // 3
-    assert coarse.spacing == pytest.approx([1.0, 1.0, 1.5])
-    fine_world = skull.index_to_world(np.argwhere(skull.mask()))
-    coarse_world = coarse.index_to_world(np.argwhere(coarse.mask()))
-    assert np.abs(coarse_world.mean(axis=0) - fine_world.mean(axis=0)).max() < 0.5  # mm: the skull has not moved
+    assert coarse.spacing == pytest.approx(skull.spacing * [1, 1, 3])
+    for k in (0, 5, coarse.shape[2] - 1):  # each coarse centre is the mean of its run's three centres
+        run = skull.index_to_world(np.array([[7, 9, 3 * k + j] for j in range(3)]))
+        assert coarse.index_to_world(np.array([[7, 9, k]]))[0] == pytest.approx(run.mean(axis=0), abs=1e-9)
+    fine = skull.mask()[:, :, : 3 * coarse.shape[2]]
+    majority = fine.reshape(*fine.shape[:2], -1, 3).sum(axis=3) >= 2
+    assert np.array_equal(coarse.mask(), majority)
     volume = lambda v: v.mask().sum() * v.voxel_volume  # noqa: E731
     assert volume(coarse) == pytest.approx(volume(skull), rel=0.1)
     assert thicker_slices(skull, 0.6) is skull  # already that thick: as is
@@ -98,14 +122,16 @@ def test_the_data_module_caches_hard_defects_beside_the_base_ones(tmp_path):
     plain = SkullCompletionData(root=str(root), cache_dir=str(tmp_path / "cache"), validation_cases=1, synthetic_defects=1, **sizes)
     plain.setup()
     hard = SkullCompletionData(root=str(root), cache_dir=str(tmp_path / "cache"), validation_cases=1, synthetic_defects=1,
-                               hard_defects=2, hard_slices_mm=[0.0, 3.0], **sizes)
+                               hard_defects=2, hard_slices_mm=[0.0, 5.0], **sizes)
     hard.setup()
     names = [case.name for case in hard.train_cases]
     assert names[:4] == [case.name for case in plain.train_cases] and len(names) == 4 + 2 * 2
-    assert any(name.endswith("_z3") for name in names)
+    assert any(name.endswith("_z5") for name in names)  # 5 mm: runs of two of hollow_skull's 2.5 mm slices
     for case in hard.train_cases:
         assert len(case.skull_points) > 100 and len(case.implant_points) == 4096
     carried = SkullCompletionData(root=str(tmp_path / "elsewhere" / "training_set"), cache_dir=str(tmp_path / "cache"), validation_cases=1,
-                                  synthetic_defects=1, hard_defects=2, hard_slices_mm=[0.0, 3.0], **sizes)
+                                  synthetic_defects=1, hard_defects=2, hard_slices_mm=[0.0, 5.0], **sizes)
     carried.setup()
     assert [case.name for case in carried.train_cases] == names
+    z = next(i for i, name in enumerate(names) if name.endswith("_z5"))  # seen on thicker slices: fewer skull points
+    assert not np.array_equal(hard.train_cases[z].skull_points[:50], plain.train_cases[0].skull_points[:50])

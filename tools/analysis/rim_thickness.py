@@ -1,7 +1,7 @@
 """Issue 30, route 3 in its simplest form: would thinning each implant to the rim bone's thickness pay?
 
     python -m tools.analysis.rim_thickness [--model WEIGHTS] [--designs runs/designs_shipped]
-                                           [--csv docs/results/analysis/rim_thickness_cpu.csv]
+                                           [--csv OUT.csv]
 
 Designs the development split's 80 implants once (its 10 real defects and the 70 varied ones of
 tools.benchmarks.bench_robustness, same seeds) and keeps a crop of each (defective skull, truth, design; .npz
@@ -67,7 +67,8 @@ def store_designs(root: Path, out: Path, model_path: str | None) -> None:
         target = out / f"{name[:3]}_{shape}.npz"
         if target.is_file():
             continue
-        model = model or load_model(model_path, device="cpu")
+        if model is None:
+            model = load_model(model_path, device="cpu")
         if shape == "real":
             defective, truth = read_volume(root / "defective_skull" / name), read_volume(root / "implant" / name).mask()
         else:
