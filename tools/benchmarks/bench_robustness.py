@@ -16,7 +16,8 @@ Parts (all by default):
   coarse defective skull, the same "complete minus defective" definition as the challenge's). Space
   directions ×2, origin moved to the centre of the first block. Scored against that coarse ground truth.
 - slices: the case's real defect as a hospital CT with thicker slices sees it (--slice-mm, default 1.5: runs of
-  round(1.5 / slice spacing) slices made one, bone where at least half the run is; pcc.learning.slices), the
+  round(1.5 / slice step) whole slices made one, bone where at least half the run is, i.e. 1.25–1.5 mm on the
+  development scans; pcc.learning.slices), the
   truth the thick-slice complete skull minus the thick-slice defective one. Shape column: e.g. "z1.5".
 - complete: the case's complete skull (no defect) as input: the implant should be empty or
   negligible, with pcc's "no defect found" warning. Prints the implant's volume and whether it warned.
