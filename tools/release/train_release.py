@@ -52,7 +52,9 @@ def main() -> None:
     args = parser.parse_args()
     steps = sorted(CHAIN.glob("step*.yaml"))
     if not steps:
-        parser.error(f"no step configs in {CHAIN}")
+        print(f"no step configs in {_shown(CHAIN)}/: the shipped weights {_shown(SHIPPED)} are where the chain ends; "
+              "steps that were tried and not adopted are under configs/experiments/ (docs/experiments.md)")
+        return
     previous = Path(args.start)
     for config in steps:
         previous = run_step(config, previous, root=Path(args.root), out=Path(args.out) / config.stem, dry_run=args.dry_run)
@@ -152,9 +154,12 @@ def _means(table: Path) -> dict[str, float]:
 
 
 def _shown(path: Path) -> str:
-    """A path as a command shows it: relative to the repository when inside it (runs from the root)."""
+    """A path as a command shows it: relative to the repository when inside it or beside it (../shared/…; the
+    commands run from the repository's root)."""
     path = Path(path).resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+    if path.is_relative_to(REPO):
+        return str(path.relative_to(REPO))
+    return str(Path("..") / path.relative_to(REPO.parent)) if path.is_relative_to(REPO.parent) else str(path)
 
 
 def _commit() -> str:
