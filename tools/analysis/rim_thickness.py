@@ -10,7 +10,10 @@ under --designs, reused by later runs). Then, per case, on the crop: the 95th pe
 true implant and of the designed one (both measured with the skull's bone counted as inside, so where they meet
 the bone is no surface); and the DSC after thinning the design to k × rim + m mm of half thickness (a layer of the
 excess peeled off both surfaces; nothing done where the design is not thicker than that) for k in 1.0, 1.2, 1.4
-and m in 0, 0.5, 1 mm. Prints one row per case and the means.
+and m in 0, 0.5, 1 mm. Also, as the frontal sinus shows itself: the share of the front-back lines (array axis 1,
+y, posterior on an LPS grid) through the true implant that cross two or more separate runs of it, for the truth
+and for the design (a frontal defect's bone lies across that axis; a lateral one's along it, where a curved shell
+is met twice anyway). Prints one row per case and the means.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def main() -> None:
             writer = csv.DictWriter(handle, list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    for key in list(rows[0])[4:]:
+    for key in list(rows[0])[6:]:
         real = [row[key] for row in rows if row["case"].endswith("_real")]
         varied = [row[key] for row in rows if not row["case"].endswith("_real")]
         print(f"{key:>16}  real {np.mean(real):.4f}  varied {np.mean(varied):.4f}  worst varied {min(varied):.4f}")
@@ -86,6 +89,13 @@ def dsc(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))
 
 
+def two_layer_share(mask: np.ndarray, truth: np.ndarray) -> float:
+    """Share of the lines along array axis 1 that meet the truth on which `mask` has two or more separate runs."""
+    starts = np.count_nonzero(np.diff(mask.astype(np.int8), axis=1) == 1, axis=1) + mask[:, 0, :]
+    lines = truth.any(axis=1)
+    return round(float(np.mean(starts[lines] >= 2)), 3) if lines.any() else 0.0
+
+
 def thinning_row(path: Path) -> dict:
     stored = np.load(path)
     bone, truth, design, spacing = stored["defective"], stored["truth"], stored["pred"], stored["spacing"]
@@ -95,7 +105,8 @@ def thinning_row(path: Path) -> dict:
     design_half = float(np.percentile(depth[design], 95)) if design.any() else 0.0
     true_half = float(np.percentile(ndimage.distance_transform_edt(bone | truth, sampling=spacing)[truth], 95))
     row = {"case": path.stem, "rim_half_mm": round(rim_half, 3), "truth_half_mm": round(true_half, 3),
-           "design_half_mm": round(design_half, 3), "dsc": round(dsc(design, truth), 4)}
+           "design_half_mm": round(design_half, 3), "truth_two_layers": two_layer_share(truth, truth),
+           "design_two_layers": two_layer_share(design, truth), "dsc": round(dsc(design, truth), 4)}
     for k, m in VARIANTS:
         excess = design_half - (k * rim_half + m)
         row[f"dsc_k{k}_m{m}"] = row["dsc"] if excess <= 0 else round(dsc(design & (depth > excess), truth), 4)
