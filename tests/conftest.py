@@ -145,3 +145,21 @@ def tiny_nets():
     global_net = PointCompletionNet(width=16, feature_dim=32, coarse_points=32, children=1, neighbours=0)
     local_net = PointCompletionNet(width=16, feature_dim=32, coarse_points=32, children=4, neighbours=4)
     return global_net, local_net
+
+
+def craniotomy_training_set(root: Path, cases: int = 3) -> Volume:
+    """Write a tiny training set in the challenge layout under `root` (ROOT/defective_skull/NNN.nrrd and
+    ROOT/implant/NNN.nrrd): craniotomy defects of hollow_skull(), seeds 0, 1, …; returns the skull."""
+    import nrrd
+
+    from pcc.learning.defects import make_defect
+
+    skull = hollow_skull()
+    header = {"space": "left-posterior-superior", "space directions": skull.directions, "space origin": skull.origin}
+    for folder in ("defective_skull", "implant"):
+        (root / folder).mkdir(parents=True)
+    for i in range(cases):
+        defective, implant = make_defect(skull, shape="craniotomy", rng=np.random.default_rng(i))
+        nrrd.write(str(root / "defective_skull" / f"{i:03d}.nrrd"), defective.astype(np.uint8), header)
+        nrrd.write(str(root / "implant" / f"{i:03d}.nrrd"), implant.astype(np.uint8), header)
+    return skull

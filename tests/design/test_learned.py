@@ -384,21 +384,13 @@ def test_damaged_weights_are_refused(tmp_path):
 
 def test_cache_with_synthetic_defects_is_enough_to_train(tmp_path):
     """pcc-made defects are cached beside the real pairs, and the cache folder alone sets up training."""
-    from conftest import hollow_skull
+    from conftest import craniotomy_training_set
 
     from pcc.learning.cases import synthetic_defects
     from pcc.learning.data import SkullCompletionData
-    from pcc.learning.defects import make_defect
 
     root = tmp_path / "training_set"
-    skull = hollow_skull()
-    header = {"space": "left-posterior-superior", "space directions": skull.directions, "space origin": skull.origin}
-    for folder in ("defective_skull", "implant"):
-        (root / folder).mkdir(parents=True)
-    for i in range(3):
-        defective, implant = make_defect(skull, shape="craniotomy", rng=np.random.default_rng(i))
-        nrrd.write(str(root / "defective_skull" / f"{i:03d}.nrrd"), defective.astype(np.uint8), header)
-        nrrd.write(str(root / "implant" / f"{i:03d}.nrrd"), implant.astype(np.uint8), header)
+    craniotomy_training_set(root)
 
     data = SkullCompletionData(root=str(root), cache_dir=str(tmp_path / "cache"), validation_cases=1, synthetic_defects=2,
                                num_workers=0, **TINY_SIZES)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nrrd
 import numpy as np
 import pytest
-from conftest import hollow_skull
+from conftest import craniotomy_training_set, hollow_skull
 
 from pcc.learning import defects
 from pcc.learning.cache import cache_path
@@ -110,14 +109,7 @@ def test_the_data_module_caches_hard_defects_beside_the_base_ones(tmp_path):
     from pcc.learning.data import SkullCompletionData
 
     root = tmp_path / "training_set"
-    skull = hollow_skull()
-    header = {"space": "left-posterior-superior", "space directions": skull.directions, "space origin": skull.origin}
-    for folder in ("defective_skull", "implant"):
-        (root / folder).mkdir(parents=True)
-    for i in range(3):
-        defective, implant = make_defect(skull, shape="craniotomy", rng=np.random.default_rng(i))
-        nrrd.write(str(root / "defective_skull" / f"{i:03d}.nrrd"), defective.astype(np.uint8), header)
-        nrrd.write(str(root / "implant" / f"{i:03d}.nrrd"), implant.astype(np.uint8), header)
+    craniotomy_training_set(root)
     sizes = dict(global_input=256, global_target=128, local_input=256, local_target=256, num_workers=0)
     plain = SkullCompletionData(root=str(root), cache_dir=str(tmp_path / "cache"), validation_cases=1, synthetic_defects=1, **sizes)
     plain.setup()
