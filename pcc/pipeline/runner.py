@@ -75,12 +75,14 @@ def run_jobs(
     options = {"clearance_mm": clearance_mm, "overwrite": overwrite, "cases": len(jobs)}
     if finish != FinishOptions():
         options["finish"] = finish.as_dict()
-    previous = _previous_cases(report_path) if report_path is not None and not overwrite else {}
+    earlier = _previous_report(report_path) if report_path is not None else None
+    previous = _previous_cases(earlier) if earlier is not None and not overwrite else {}
     # Outputs written with other plate options (thickness, holes, smoothing) are not this run's: design again.
     # Without a previous report a volume's options are unknown, so plate options always design again.
     wanted = options.get("finish")  # None for the defaults
-    earlier = _previous_options(report_path) if report_path is not None else None
-    same_finish = earlier.get("finish") == wanted if earlier is not None else wanted is None
+    earlier_options = earlier.get("options") if earlier is not None else None
+    same_finish = (earlier_options.get("finish") == wanted if isinstance(earlier_options, dict)
+                   else wanted is None)
     if resume and not overwrite and not same_finish:
         print("the plate options differ from those the existing outputs were made with (or are unknown): "
               "every case is designed again", file=log)
@@ -201,28 +203,25 @@ def run_jobs(
     return report
 
 
-def _previous_options(path: Path) -> dict[str, Any] | None:
-    """The options a previous run report at `path` recorded, or None when there is none (or it is not ours)."""
-    import json
-
-    try:
-        options = json.loads(Path(path).read_text()).get("options")
-    except Exception:  # no report yet, or not ours
-        return None
-    return options if isinstance(options, dict) else None
-
-
-def _previous_cases(path: Path) -> dict[str, Any]:
+def _previous_report(path: Path) -> dict[str, Any] | None:
+    """A previous run report at `path` (read once), or None when there is none (or it is not ours)."""
     import json
 
     try:
         data = json.loads(Path(path).read_text())
-        cases = {}
-        for case in data.get("cases", []):
-            if case.get("status") == "done":
-                cases[case["case"]] = case
-            elif case.get("status") == "skipped" and isinstance(case.get("previous_run"), dict):
-                cases[case["case"]] = case["previous_run"]
-        return cases
-    except Exception:  # no report yet, or not ours: nothing to carry over
-        return {}
+    except Exception:  # no report yet, or not ours
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _previous_cases(report: dict[str, Any]) -> dict[str, Any]:
+    """The finished cases of a previous report by name (a skipped case's earlier record)."""
+    cases = {}
+    for case in report.get("cases", []) if isinstance(report.get("cases"), list) else []:
+        if not isinstance(case, dict) or "case" not in case:
+            continue
+        if case.get("status") == "done":
+            cases[case["case"]] = case
+        elif case.get("status") == "skipped" and isinstance(case.get("previous_run"), dict):
+            cases[case["case"]] = case["previous_run"]
+    return cases
