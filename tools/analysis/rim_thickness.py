@@ -81,7 +81,7 @@ def store_designs(root: Path, out: Path, model_path: str | None) -> None:
         lower, upper = widened_box(truth | design, np.ceil(CROP_MARGIN_MM / defective.spacing).astype(int))
         box = tuple(slice(a, b) for a, b in zip(lower, upper))
         np.savez_compressed(target, defective=defective.mask()[box], truth=truth[box], pred=design[box],
-                            spacing=defective.spacing)
+                            spacing=defective.spacing, directions=defective.directions)
         print(f"designed {target.stem} in {time.perf_counter() - start:.1f} s", flush=True)
 
 
