@@ -3,7 +3,8 @@
 The points are voxelized (pcc.geometry.voxelize); clean-up smooths that solid (Gaussian,
 settings.surface_smoothing_mm) after dropping what lies beyond settings.implant_reach_mm of the
 points, joins it to the bone rim (closing of implant ∪ skull), subtracts the skull and drops thin
-slivers away from the implant's body (settings.sliver_mm), small fragments and specks (settings.speck_mm3).
+slivers away from the implant's body (settings.sliver_mm) and small fragments, continues the bone's plate
+near the rim (settings.rim_band_mm, pcc.design.rim) and drops specks (settings.speck_mm3).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from pcc.design.rim import FIT_MAX_MM, continue_rim
 from pcc.design.settings import DesignSettings
 from pcc.geometry.cloud import PointCloud
 from pcc.geometry.masks import diamond_closing, drop_fragments, drop_slivers, drop_specks, radius_voxels
@@ -30,7 +32,8 @@ def implant_from_points(
 
     settings: point_smoothing_mm (the surface step, smooth_points), kernel_neighbours (the voxelizer),
     and the clean-up's implant_reach_mm, surface_smoothing_mm (Gaussian sigma of the solid),
-    rim_closing_mm (closing radius), sliver_mm and speck_mm3 (face-connected parts smaller than this are
+    rim_closing_mm (closing radius), sliver_mm, rim_band_mm (pcc.design.rim: near the bone the implant follows
+    the bone plate continued into the hole; 0: off) and speck_mm3 (face-connected parts smaller than this are
     dropped last; their count is added to `specks`, "parts" and "voxels", when given). With cleanup=False
     the result is the voxelized points minus the skull (for ablations).
     """
@@ -50,8 +53,11 @@ def implant_from_points(
         return implant
     radius = radius_voxels(settings.rim_closing_mm, defective)
     solid_lower, solid_upper = bounding_box(solid)
-    lower = np.maximum(solid_origin + solid_lower - 2 * radius - 2, 0)
-    upper = np.minimum(solid_origin + solid_upper + 2 * radius + 2, defective.shape)
+    margin = 2 * radius + 2
+    if settings.rim_band_mm > 0:  # the rim's plate is fitted to bone up to FIT_MAX_MM beyond the implant
+        margin = max(margin, int(np.ceil(FIT_MAX_MM / float(defective.spacing.min()))))
+    lower = np.maximum(solid_origin + solid_lower - margin, 0)
+    upper = np.minimum(solid_origin + solid_upper + margin, defective.shape)
     box = box_slices(lower, upper)
     skull = defective.mask(box)
     solid_box = np.zeros(skull.shape, dtype=bool)  # the voxelized solid's bounding box, moved into the clean-up's
@@ -65,6 +71,7 @@ def implant_from_points(
     closed = diamond_closing(union, radius)[tuple(slice(radius, -radius) for _ in range(3))]
     implant_box = ndimage.binary_fill_holes(closed & ~skull) & ~skull
     implant_box = drop_fragments(drop_slivers(implant_box, radius_voxels(settings.sliver_mm, defective)))
+    implant_box = continue_rim(skull, implant_box, defective.spacing, defective.directions, settings.rim_band_mm)
     implant_box, parts, voxels = drop_specks(implant_box, int(np.ceil(settings.speck_mm3 / defective.voxel_volume)))
     if specks is not None:
         specks["parts"] = specks.get("parts", 0) + parts

@@ -99,6 +99,9 @@ class DesignSettings:
     # along intact bone. Bilateral 048: DSC 0.678 → 0.703, HD95 24 → 9.6 mm; parietotemporal 096:
     # 0.699 → 0.727; the 10 real cases changed by at most 0.001 DSC.
     sliver_mm: float = 1.0
+    # Near the bone the implant follows the bone plate continued into the hole (pcc.design.rim), blended with
+    # the design over this band (mm from the bone; 0: off).
+    rim_band_mm: float = 0.0
     # Face-connected parts of the finished implant smaller than this are dropped from it (so the volume, the
     # STL and the report describe one solid): stray voxels the clean-up leaves beside the body. The example
     # case had 35 such parts of 1–6 voxels (0.0004–0.003 cm³); 0.1 cm³ is far below any defect's implant
