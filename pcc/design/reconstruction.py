@@ -71,7 +71,7 @@ def implant_from_points(
     closed = diamond_closing(union, radius)[tuple(slice(radius, -radius) for _ in range(3))]
     implant_box = ndimage.binary_fill_holes(closed & ~skull) & ~skull
     implant_box = drop_fragments(drop_slivers(implant_box, radius_voxels(settings.sliver_mm, defective)))
-    implant_box = continue_rim(skull, implant_box, defective.spacing, defective.directions, settings.rim_band_mm)
+    implant_box = continue_rim(skull, implant_box, defective.directions, settings.rim_band_mm)
     implant_box, parts, voxels = drop_specks(implant_box, int(np.ceil(settings.speck_mm3 / defective.voxel_volume)))
     if specks is not None:
         specks["parts"] = specks.get("parts", 0) + parts

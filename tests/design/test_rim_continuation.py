@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
+from pcc.challenge.metrics import dice
 from pcc.design.rim import continue_rim
+
+GRIDS = {
+    "0.5 mm, axis-aligned": np.diag([0.5, 0.5, 0.5]),
+    # unequal steps, the first two axes swapped and the third reversed: world z falls as the index rises
+    "0.45 / 0.5 / 0.6 mm, permuted and flipped": np.array([[0.0, 0.45, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, -0.6]]),
+}
 
 
 def _plate_with_hole() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bone, truth, design) on a 0.5 mm grid: a flat plate 6 voxels thick (z 20–25) with a 40 × 40 voxel hole; the
-    truth fills the hole, the design fills it 2 voxels (1 mm) too deep."""
+    """(bone, truth, design) as (X, Y, Z) arrays: a plate 6 voxels thick across array axis 2 (indices 20–25) with a
+    40 × 40 voxel hole; the truth fills the hole, the design fills it 2 voxels too low."""
     shape = (100, 100, 50)
     plate = np.zeros(shape, dtype=bool)
     plate[:, :, 20:26] = True
@@ -21,20 +29,25 @@ def _plate_with_hole() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return bone, truth, design
 
 
-def test_the_continued_plate_moves_the_design_back_to_the_bone_near_the_rim():
+@pytest.mark.parametrize("grid", GRIDS, ids=list(GRIDS))
+def test_the_continued_plate_moves_the_design_back_to_the_bone_near_the_rim(grid):
+    directions = GRIDS[grid]
     bone, truth, design = _plate_with_hole()
-    spacing = np.full(3, 0.5)
-    to_bone = ndimage.distance_transform_edt(~bone, sampling=spacing)
-    continued = {band: continue_rim(bone, design, spacing, np.diag(spacing), band) for band in (1.5, 3.5)}
-    beside = (to_bone <= 0.5) & ~bone  # face neighbours of the bone: the blend is mostly the plate there
+    to_bone = ndimage.distance_transform_edt(~bone, sampling=np.linalg.norm(directions, axis=1))
+    continued = {band: continue_rim(bone, design, directions, band) for band in (1.5, 3.5)}
+    beside = (to_bone <= 0.5) & ~bone  # face neighbours of the bone across axes 0 and 1: mostly the plate there
     assert np.count_nonzero(design[beside] != truth[beside]) > 100
     assert np.array_equal(continued[3.5][beside], truth[beside])
-    assert dsc(design, truth) < dsc(continued[1.5], truth) < dsc(continued[3.5], truth)
+    assert dice(design, truth) < dice(continued[1.5], truth) < dice(continued[3.5], truth)
     far = to_bone > 3.5  # beyond the widest band the design stays as it was
     assert np.array_equal(continued[3.5][far], design[far])
     assert not (continued[3.5] & bone).any()
-    assert continue_rim(bone, design, spacing, np.diag(spacing), 0.0) is design  # 0: off
 
 
-def dsc(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+def test_nothing_changes_when_off_or_with_nothing_to_continue():
+    bone, _, design = _plate_with_hole()
+    directions = GRIDS["0.5 mm, axis-aligned"]
+    assert continue_rim(bone, design, directions, 0.0) is design  # 0: off
+    empty = np.zeros_like(design)
+    assert not continue_rim(bone, empty, directions, 3.5).any()  # no design: nothing is added near the bone
+    assert np.array_equal(continue_rim(empty, design, directions, 3.5), design)  # no bone: no plate

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from pcc.design.rim import blend, plate_near_rim
+from pcc.design.rim import NEAR_DESIGN_MM, blend, plate_near_rim
 from pcc.shared_data import skullfix_training_set
 from tools import REPO
 from tools.analysis.rim_thickness import dsc, store_designs
@@ -40,8 +40,9 @@ def main() -> None:
     parser.add_argument("--designs", default=str(REPO / "runs" / "designs_shipped"), help="folder of the stored designs")
     parser.add_argument("--bands", default=",".join(f"{b:g}" for b in CONTINUATION_BANDS_MM),
                         help="continuation bands, mm from the bone, comma-separated")
-    parser.add_argument("--near-mm", type=float, default=2.0,
-                        help="only voxels within this of the design are re-decided")
+    parser.add_argument("--near-mm", type=float, default=NEAR_DESIGN_MM,
+                        help="only voxels within this of the design are re-decided (an analysis knob: the pipeline "
+                             "uses pcc.design.rim.NEAR_DESIGN_MM)")
     parser.add_argument("--csv", default=None)
     args = parser.parse_args()
     bands = tuple(float(b) for b in args.bands.split(","))
@@ -69,7 +70,7 @@ def continuation_row(path: Path, bands_mm: tuple[float, ...], near_mm: float) ->
     row: dict = {"case": path.stem, "dsc": round(dsc(design, truth), 4)}
     for band in ORACLE_BANDS_MM:
         row[f"oracle_{band:g}"] = round(dsc(np.where(to_bone <= band, truth, design), truth), 4)
-    near_rim = plate_near_rim(bone, design, spacing, directions, max(bands_mm), near_mm=near_mm)
+    near_rim = plate_near_rim(bone, design, directions, max(bands_mm), near_mm=near_mm)
     for band in bands_mm:
         row[f"continued_{band:g}"] = round(dsc(blend(design, near_rim, band), truth), 4)
     print(" ".join(str(value) for value in row.values()), flush=True)
