@@ -10,8 +10,8 @@ reads them, defaults where a field is missing), and every `pcc implant --report`
 that designed its implants, so a figure can always be tied to the settings that made it. Fixed parts
 of the method stay beside their code: the distinct-guess distance of the fallback (5 mm,
 pcc.design.prediction.DISTINCT_GUESS_MM), the fragment rule (a tenth of the
-largest part, pcc.geometry.masks.drop_fragments), the intact-bone majority (half the points) and the
-surface step's neighbourhood (48 points, at least 6). The comments
+largest part, pcc.geometry.masks.drop_fragments), the intact-bone majority (half the points), the
+surface step's neighbourhood (48 points, at least 6) and how the rim step fits the bone's plate (pcc.design.rim). The comments
 give the measurement behind each default ("validation" is the development split: the 10 held-out
 SkullFix training cases and the varied defects cut into them).
 """
