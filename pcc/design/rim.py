@@ -53,7 +53,7 @@ def plate_near_rim(bone: np.ndarray, design: np.ndarray, directions: np.ndarray,
     spacing = np.linalg.norm(directions, axis=1)
     outside = ndimage.distance_transform_edt(~design, sampling=spacing)
     to_bone = ndimage.distance_transform_edt(~bone, sampling=spacing)
-    points, normals = _bone_surface(bone, directions, (outside <= FIT_MAX_MM) & (outside > FIT_MIN_MM))
+    points, normals = _bone_surface(bone, directions, spacing, (outside <= FIT_MAX_MM) & (outside > FIT_MIN_MM))
     voxels = np.argwhere(~bone & (to_bone <= reach_mm) & (outside <= near_mm))
     if len(voxels) == 0 or len(points) < NEIGHBOURS:
         return empty
@@ -106,15 +106,17 @@ def continue_rim(bone: np.ndarray, design: np.ndarray, directions: np.ndarray, b
     return blend(design, plate_near_rim(bone, design, directions, band_mm), band_mm)
 
 
-def _bone_surface(bone: np.ndarray, directions: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _bone_surface(bone: np.ndarray, directions: np.ndarray, spacing: np.ndarray,
+                  where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(points (N, 3) world mm, unit normals out of the bone (N, 3)) of one in POINT_SHARE of the bone's surface
-    voxels in `where`, each moved out along its normal as the module docstring says."""
+    voxels in `where`, each moved out along its normal as the module docstring says (spacing: the norms of the
+    direction rows, mm)."""
     surface = bone & ~ndimage.binary_erosion(bone) & where
     index = np.argwhere(surface)
     index = index[np.random.default_rng(0).permutation(len(index))[: len(index) // POINT_SHARE]]
     if len(index) == 0:
         return np.zeros((0, 3)), np.zeros((0, 3))
-    smooth = ndimage.gaussian_filter(bone.astype(np.float32), 1.0 / np.linalg.norm(directions, axis=1))  # sigma 1 mm
+    smooth = ndimage.gaussian_filter(bone.astype(np.float32), 1.0 / spacing)  # sigma 1 mm
     gradient = np.stack([g[tuple(index.T)] for g in np.gradient(smooth)], axis=1)
     world_gradient = np.linalg.solve(directions, gradient.T).T  # per mm: directions @ it = the array-axis gradient
     normals = -world_gradient / np.maximum(np.linalg.norm(world_gradient, axis=1, keepdims=True), 1e-12)

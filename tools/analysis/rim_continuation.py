@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from pcc.challenge.metrics import dice
 from pcc.design.rim import NEAR_DESIGN_MM, blend, plate_near_rim
 from pcc.shared_data import skullfix_training_set
 from tools import REPO
-from tools.analysis.rim_thickness import dsc, store_designs
+from tools.analysis.rim_thickness import store_designs
 
 ORACLE_BANDS_MM = (2.0, 5.0, 10.0)
 CONTINUATION_BANDS_MM = (2.0, 3.5, 5.0, 7.0)
@@ -67,12 +68,12 @@ def continuation_row(path: Path, bands_mm: tuple[float, ...], near_mm: float) ->
     bone, truth, design, spacing = stored["defective"], stored["truth"], stored["pred"], stored["spacing"]
     directions = stored["directions"] if "directions" in stored.files else np.diag(spacing)
     to_bone = ndimage.distance_transform_edt(~bone, sampling=spacing)
-    row: dict = {"case": path.stem, "dsc": round(dsc(design, truth), 4)}
+    row: dict = {"case": path.stem, "dsc": round(dice(design, truth), 4)}
     for band in ORACLE_BANDS_MM:
-        row[f"oracle_{band:g}"] = round(dsc(np.where(to_bone <= band, truth, design), truth), 4)
+        row[f"oracle_{band:g}"] = round(dice(np.where(to_bone <= band, truth, design), truth), 4)
     near_rim = plate_near_rim(bone, design, directions, max(bands_mm), near_mm=near_mm)
     for band in bands_mm:
-        row[f"continued_{band:g}"] = round(dsc(blend(design, near_rim, band), truth), 4)
+        row[f"continued_{band:g}"] = round(dice(blend(design, near_rim, band), truth), 4)
     print(" ".join(str(value) for value in row.values()), flush=True)
     return row
 

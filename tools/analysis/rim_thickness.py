@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from pcc.challenge.metrics import dice
 from pcc.design import design_implant, load_model
 from pcc.geometry.masks import widened_box
 from pcc.io import read_volume
@@ -85,10 +86,6 @@ def store_designs(root: Path, out: Path, model_path: str | None) -> None:
         print(f"designed {target.stem} in {time.perf_counter() - start:.1f} s", flush=True)
 
 
-def dsc(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))
-
-
 def two_layer_share(mask: np.ndarray, truth: np.ndarray) -> float:
     """Share of the lines along array axis 1 that meet the truth on which `mask` has two or more separate runs."""
     starts = np.count_nonzero(np.diff(mask.astype(np.int8), axis=1) == 1, axis=1) + mask[:, 0, :]
@@ -106,10 +103,10 @@ def thinning_row(path: Path) -> dict:
     true_half = float(np.percentile(ndimage.distance_transform_edt(bone | truth, sampling=spacing)[truth], 95))
     row = {"case": path.stem, "rim_half_mm": round(rim_half, 3), "truth_half_mm": round(true_half, 3),
            "design_half_mm": round(design_half, 3), "truth_two_layers": two_layer_share(truth, truth),
-           "design_two_layers": two_layer_share(design, truth), "dsc": round(dsc(design, truth), 4)}
+           "design_two_layers": two_layer_share(design, truth), "dsc": round(dice(design, truth), 4)}
     for k, m in VARIANTS:
         excess = design_half - (k * rim_half + m)
-        row[f"dsc_k{k}_m{m}"] = row["dsc"] if excess <= 0 else round(dsc(design & (depth > excess), truth), 4)
+        row[f"dsc_k{k}_m{m}"] = row["dsc"] if excess <= 0 else round(dice(design & (depth > excess), truth), 4)
     print(" ".join(str(value) for value in row.values()), flush=True)
     return row
 
