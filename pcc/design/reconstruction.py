@@ -54,8 +54,6 @@ def implant_from_points(
     radius = radius_voxels(settings.rim_closing_mm, defective)
     solid_lower, solid_upper = bounding_box(solid)
     margin = 2 * radius + 2
-    if settings.rim_band_mm > 0:  # the rim's plate is fitted to bone up to FIT_MAX_MM beyond the implant
-        margin = max(margin, int(np.ceil(FIT_MAX_MM / float(defective.spacing.min()))))
     lower = np.maximum(solid_origin + solid_lower - margin, 0)
     upper = np.minimum(solid_origin + solid_upper + margin, defective.shape)
     box = box_slices(lower, upper)
@@ -71,7 +69,14 @@ def implant_from_points(
     closed = diamond_closing(union, radius)[tuple(slice(radius, -radius) for _ in range(3))]
     implant_box = ndimage.binary_fill_holes(closed & ~skull) & ~skull
     implant_box = drop_fragments(drop_slivers(implant_box, radius_voxels(settings.sliver_mm, defective)))
-    implant_box = continue_rim(skull, implant_box, defective.directions, settings.rim_band_mm)
+    if settings.rim_band_mm > 0:  # the rim's plate is fitted to bone up to FIT_MAX_MM beyond the implant: a wider box
+        reach = int(np.ceil(FIT_MAX_MM / float(defective.spacing.min())))
+        wide_lower, wide_upper = np.maximum(lower - reach, 0), np.minimum(upper + reach, defective.shape)
+        inner = box_slices(lower - wide_lower, upper - wide_lower)
+        design_wide = np.zeros(wide_upper - wide_lower, dtype=bool)
+        design_wide[inner] = implant_box
+        implant_box = continue_rim(defective.mask(box_slices(wide_lower, wide_upper)), design_wide,
+                                   defective.directions, settings.rim_band_mm)[inner]
     implant_box, parts, voxels = drop_specks(implant_box, int(np.ceil(settings.speck_mm3 / defective.voxel_volume)))
     if specks is not None:
         specks["parts"] = specks.get("parts", 0) + parts
