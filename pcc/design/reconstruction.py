@@ -69,8 +69,8 @@ def implant_from_points(
     closed = diamond_closing(union, radius)[tuple(slice(radius, -radius) for _ in range(3))]
     implant_box = ndimage.binary_fill_holes(closed & ~skull) & ~skull
     implant_box = drop_fragments(drop_slivers(implant_box, radius_voxels(settings.sliver_mm, defective)))
-    if settings.rim_band_mm > 0:  # the rim's plate is fitted to bone up to FIT_MAX_MM beyond the implant: a wider box
-        reach = int(np.ceil(FIT_MAX_MM / float(defective.spacing.min())))
+    if settings.rim_band_mm > 0:  # the plate is fitted to bone up to FIT_MAX_MM beyond the implant: a wider box
+        reach = int(np.ceil(max(FIT_MAX_MM, settings.rim_band_mm) / float(defective.spacing.min())))
         wide_lower, wide_upper = np.maximum(lower - reach, 0), np.minimum(upper + reach, defective.shape)
         inner = box_slices(lower - wide_lower, upper - wide_lower)
         design_wide = np.zeros(wide_upper - wide_lower, dtype=bool)

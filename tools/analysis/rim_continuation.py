@@ -42,8 +42,8 @@ def main() -> None:
     parser.add_argument("--bands", default=",".join(f"{b:g}" for b in CONTINUATION_BANDS_MM),
                         help="continuation bands, mm from the bone, comma-separated")
     parser.add_argument("--near-mm", type=float, default=NEAR_DESIGN_MM,
-                        help="only voxels within this of the design are re-decided (an analysis knob: the pipeline "
-                             "uses pcc.design.rim.NEAR_DESIGN_MM)")
+                        help="only voxels within this of the design's surface are re-decided, mm, at most 4 "
+                             "(an analysis knob: the pipeline uses pcc.design.rim.NEAR_DESIGN_MM)")
     parser.add_argument("--csv", default=None)
     args = parser.parse_args()
     bands = tuple(float(b) for b in args.bands.split(","))
