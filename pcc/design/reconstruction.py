@@ -53,9 +53,8 @@ def implant_from_points(
         return implant
     radius = radius_voxels(settings.rim_closing_mm, defective)
     solid_lower, solid_upper = bounding_box(solid)
-    margin = 2 * radius + 2
-    lower = np.maximum(solid_origin + solid_lower - margin, 0)
-    upper = np.minimum(solid_origin + solid_upper + margin, defective.shape)
+    lower = np.maximum(solid_origin + solid_lower - 2 * radius - 2, 0)
+    upper = np.minimum(solid_origin + solid_upper + 2 * radius + 2, defective.shape)
     box = box_slices(lower, upper)
     skull = defective.mask(box)
     solid_box = np.zeros(skull.shape, dtype=bool)  # the voxelized solid's bounding box, moved into the clean-up's

@@ -45,6 +45,8 @@ import numpy as np
 from scipy import ndimage, special
 from scipy.spatial import cKDTree
 
+from pcc.geometry.masks import box_slices, widened_box
+
 NEAR_DESIGN_MM = 2.0
 FIT_MIN_MM = 2.5
 FIT_MAX_MM = 14.0
@@ -77,22 +79,24 @@ def plate_near_rim(bone: np.ndarray, design: np.ndarray, directions: np.ndarray,
     if not 0 < near_mm <= 4 * DESIGN_SIGMA_MM:
         raise ValueError(f"near_mm must lie in (0, {4 * DESIGN_SIGMA_MM:g}] mm, got {near_mm}")
     spacing = np.linalg.norm(directions, axis=1)
-    lower, upper = _box(design, np.ceil((near_mm + 4 * DESIGN_SIGMA_MM) / spacing).astype(int) + 1)
-    box = tuple(slice(a, b) for a, b in zip(lower, upper))
+    slack = _slack(spacing)
+    lower, upper = widened_box(design, np.ceil((near_mm + 4 * DESIGN_SIGMA_MM) / spacing).astype(int) + 1)
+    box = box_slices(lower, upper)
     voxels, signed = _near_design_surface(design[box], bone[box], spacing, near_mm)
     voxels += lower
     design_surface = np.argwhere(design[box] & ~ndimage.binary_erosion(design[box])) + lower
     bone_surface = np.argwhere(bone & ~ndimage.binary_erosion(bone, border_value=1))  # the array's edge is none
     to_bone = _coarse_distance(bone, spacing, voxels)
-    close = to_bone < _slack(spacing)  # exact there, where the weight is largest: the nearest bone voxel is a surface one
-    to_bone[close] = cKDTree(bone_surface @ directions).query(
-        voxels[close] @ directions, distance_upper_bound=2 * _slack(spacing), workers=2)[0]
+    close = to_bone < slack  # exact there, where the weight is largest: the nearest bone voxel is a surface one
+    if close.any():
+        to_bone[close] = cKDTree(bone_surface @ directions).query(
+            voxels[close] @ directions, distance_upper_bound=2 * slack, workers=2)[0]
     within = to_bone <= reach_mm
     voxels, signed, to_bone = voxels[within], signed[within], to_bone[within]
     points, normals = _bone_surface(bone, bone_surface, design, design_surface, directions, spacing)
     if len(voxels) == 0 or len(points) < NEIGHBOURS:
         return empty
-    plate, found = _plate_at(voxels, cKDTree(points), points, normals, directions)
+    plate, found = _plate_at(voxels, points, normals, directions)
     return {"voxels": voxels[found], "plate": plate[found], "design": signed[found], "to_bone": to_bone[found]}
 
 
@@ -113,14 +117,6 @@ def continue_rim(bone: np.ndarray, design: np.ndarray, directions: np.ndarray, b
     if band_mm <= 0:
         return design
     return blend(design, plate_near_rim(bone, design, directions, band_mm), band_mm)
-
-
-def _box(mask: np.ndarray, margin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inclusive-exclusive index bounds (lower, upper) of mask's voxels (not empty), widened by margin (3,)
-    voxels within the array."""
-    occupied = [np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-    lower = np.maximum([o[0] - m for o, m in zip(occupied, margin)], 0)
-    return lower, np.minimum([o[-1] + 1 + m for o, m in zip(occupied, margin)], mask.shape)
 
 
 def _near_design_surface(design: np.ndarray, bone: np.ndarray, spacing: np.ndarray,
@@ -196,10 +192,11 @@ def _smoothed_gradient(mask: np.ndarray, at: np.ndarray, spacing: np.ndarray) ->
     return gradient
 
 
-def _plate_at(voxels: np.ndarray, tree: cKDTree, points: np.ndarray, normals: np.ndarray,
+def _plate_at(voxels: np.ndarray, points: np.ndarray, normals: np.ndarray,
               directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(the plate's signed distance (V,) mm, whether all eight lattice nodes around each voxel found both
-    surfaces (V,)) at voxel indices (V, 3): fitted at the nodes, interpolated trilinearly."""
+    surfaces (V,)) at voxel indices (V, 3), from the bone's surface points and normals (N, 3), world mm:
+    fitted at the nodes, interpolated trilinearly."""
     lower = voxels.min(axis=0) // LATTICE
     cell = voxels // LATTICE - lower  # (V, 3): each voxel's lattice cell, from the lattice box's corner
     needed = np.zeros(cell.max(axis=0) + 2, dtype=bool)
@@ -208,7 +205,7 @@ def _plate_at(voxels: np.ndarray, tree: cKDTree, points: np.ndarray, normals: np
     nodes = np.argwhere(needed)
     plate = np.zeros(needed.shape)
     found = np.zeros(needed.shape, dtype=np.float32)
-    plate[tuple(nodes.T)], node_found = _plate(tree, points, normals, ((nodes + lower) * LATTICE) @ directions)
+    plate[tuple(nodes.T)], node_found = _plate(cKDTree(points), points, normals, ((nodes + lower) * LATTICE) @ directions)
     found[tuple(nodes.T)] = node_found
     at = (voxels / LATTICE - lower).T
     return (ndimage.map_coordinates(plate, at, order=1),
