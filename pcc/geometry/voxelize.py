@@ -79,11 +79,15 @@ def points_to_solid_box(cloud: PointCloud, like: Volume, *, neighbours: int = 8)
     if not on_grid.any():
         return np.zeros((0, 0, 0), dtype=bool), np.zeros(3, dtype=int)
     points, normals, index = points[on_grid], normals[on_grid], index[on_grid]
-    lower = np.rint(index.min(axis=0)).astype(int) - reach
-    upper = np.rint(index.max(axis=0)).astype(int) + reach + 1
+    # Each point's nearest voxel, rounded once: rounding after the shift into the box could differ by one at an
+    # exact half (numpy rounds halves to even; surface samples of flat voxel faces lie on halves), and a ball
+    # then reaches past the box.
+    nearest = np.rint(index).astype(np.int64)
+    lower = nearest.min(axis=0) - reach
+    upper = nearest.max(axis=0) + reach + 1
     box_shape = tuple(int(s) for s in upper - lower)
 
-    value, weight = _splat(points, normals, index - lower, like.directions, box_shape, radius, h)
+    value, weight = _splat(points, normals, index - lower, nearest - lower, like.directions, box_shape, radius, h)
     band = weight > 0
     solid = band & (value < 0)
     solid |= _inside_regions_beyond_band(band, solid, like.spacing)
@@ -124,19 +128,20 @@ def _splat(
     points: np.ndarray,
     normals: np.ndarray,
     index: np.ndarray,
+    nearest: np.ndarray,
     directions: np.ndarray,
     box_shape: tuple[int, int, int],
     radius: float,
     h: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Σ w (x−p)·n and Σ w at every voxel of the box (index: the points' continuous box indices)."""
+    """Σ w (x−p)·n and Σ w at every voxel of the box (index: the points' continuous box indices (N, 3);
+    nearest: their nearest voxels (N, 3) int, each at least the ball's reach inside the box)."""
     offsets = _ball_offsets(directions, radius)
     offsets_mm = (offsets @ directions).astype(np.float32)
     strides = np.array([box_shape[1] * box_shape[2], box_shape[2], 1], dtype=np.int64)
     offsets_flat = offsets @ strides
 
     # Sort points along the slowest axis so each batch touches a short run of the flat box.
-    nearest = np.rint(index).astype(np.int64)
     nearest_flat = nearest @ strides
     order = np.argsort(nearest_flat, kind="stable")
     size = int(np.prod(box_shape))

@@ -115,6 +115,18 @@ def test_splatting_batches_do_not_change_the_solid(shell, monkeypatch):
     assert np.array_equal(points_to_volume(cloud, shell).array, whole)
 
 
+@pytest.mark.parametrize("start", [4, 5])
+def test_round_trip_of_flat_faces_on_half_voxels(start):
+    """Unsmoothed surface samples of a box lie exactly on half-voxel positions; with voxels narrower along x than
+    half their diagonal the kernel's ball reaches its full index extent, so a point rounded to the wrong side of
+    a half used to reach past the splatting box (a crash in pcc.geometry.voxelize._splat)."""
+    box = np.zeros((24, 24, 12), dtype=np.uint8)
+    box[start:start + 12, start:start + 12, 3:9] = 1
+    volume = Volume(box, np.diag([0.4, 0.4, 1.0]), np.zeros(3))
+    result = points_to_volume(volume_to_points(volume, 4000, smoothing_voxels=0.0), volume)
+    assert dice(result.array, box) > 0.95
+
+
 def test_round_trip_without_normals_estimates_them(shell):
     cloud = volume_to_points(shell, 8000)
     result = points_to_volume(PointCloud(cloud.points), shell)
