@@ -90,7 +90,8 @@ def run_step(config: Path, start: Path, *, root: Path, out: Path, dry_run: bool)
             return weights
         out.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        subprocess.run(train, cwd=REPO, check=True)
+        # the pcc command of this interpreter (a `pcc` on PATH may be another environment's, or missing)
+        subprocess.run([sys.executable, "-m", "pcc.cli", *train[1:]], cwd=REPO, check=True)
         minutes = (time.perf_counter() - started) / 60 + _earlier_minutes(out)
         (out / "train_minutes.txt").write_text(f"{minutes:.1f}\n")
     elif dry_run:
