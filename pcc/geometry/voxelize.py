@@ -79,9 +79,9 @@ def points_to_solid_box(cloud: PointCloud, like: Volume, *, neighbours: int = 8)
     if not on_grid.any():
         return np.zeros((0, 0, 0), dtype=bool), np.zeros(3, dtype=int)
     points, normals, index = points[on_grid], normals[on_grid], index[on_grid]
-    # Each point's nearest voxel, rounded once: rounding after the shift into the box could differ by one at an
-    # exact half (numpy rounds halves to even; surface samples of flat voxel faces lie on halves), and a ball
-    # then reaches past the box.
+    # Each point's nearest voxel, rounded once: rounding after the shift into the box could differ by one at or
+    # within float rounding of a half (numpy rounds halves to even; surface samples of flat voxel faces lie on
+    # halves), and a ball then reaches past the box.
     nearest = np.rint(index).astype(np.int64)
     lower = nearest.min(axis=0) - reach
     upper = nearest.max(axis=0) + reach + 1

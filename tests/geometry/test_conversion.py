@@ -123,6 +123,8 @@ def test_round_trip_of_flat_faces_on_half_voxels(start):
     box = np.zeros((24, 24, 12), dtype=np.uint8)
     box[start:start + 12, start:start + 12, 3:9] = 1
     volume = Volume(box, np.diag([0.4, 0.4, 1.0]), np.zeros(3))
+    radius = 1.5  # the kernel's smallest radius here (1.5 of the largest spacing); this dense cloud gets it
+    assert voxelize._ball_offsets(volume.directions, radius)[:, 0].max() == voxelize._index_reach(volume.directions, radius)[0]
     result = points_to_volume(volume_to_points(volume, 4000, smoothing_voxels=0.0), volume)
     assert dice(result.array, box) > 0.95
 

@@ -1,14 +1,15 @@
 """Issue 30: how far could a perfect network take the pipeline? The reconstruction's ceiling per defect class.
 
     python -m tools.analysis.representation_bound [--model WEIGHTS] [--designs runs/designs_shipped]
-                                                  [--points 8192,32768] [--csv OUT.csv]
+                                                  [--points 8192,32768] [--set NAME=VALUE ...] [--csv OUT.csv]
 
 Uses the development split's 80 stored designs of tools.analysis.rim_thickness. Per case, on the crop: the true
 implant's surface is sampled as the networks' training targets are (pcc.geometry.surface.volume_to_points, no
-smoothing, exact outward normals) at each --points count (8,192 is what the shipped design voxelizes: the last
-local prediction's 4 resamplings of 2,048 points), and those points go through the shipped reconstruction
-(pcc.design.reconstruction.implant_from_points with the design settings the weights carry: voxelizer, clean-up,
-rim step).
+smoothing, exact outward normals) at each --points count (8,192 is what the shipped design voxelizes per defect: the
+last local prediction's 4 resamplings of 2,048 points; a bilateral truth is sampled as one, so each side gets about
+half that), and those points go through the shipped reconstruction
+(pcc.design.reconstruction.implant_from_points with the design settings the weights carry, or changed by --set:
+surface step when on, voxelizer, clean-up, rim step).
 The DSC against the truth is what a network that predicted the true surface exactly would score; beside it the
 stored design's DSC. Prints one row per case and the means of the real, varied and frontal (frontoorbital) cases.
 """
@@ -38,13 +39,15 @@ def main() -> None:
     parser.add_argument("--designs", default=str(REPO / "runs" / "designs_shipped"),
                         help="folder of the stored designs (python -m tools.analysis.rim_thickness writes them)")
     parser.add_argument("--points", default=",".join(str(n) for n in POINTS), help="point counts, comma-separated")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a design setting changed (pcc.design.settings.DesignSettings), e.g. rim_band_mm=0")
     parser.add_argument("--csv", default=None)
     args = parser.parse_args()
     paths = sorted(Path(args.designs).glob("*.npz"))
     if not paths:
         raise SystemExit(f"no stored designs in {args.designs}: run python -m tools.analysis.rim_thickness first")
     counts = tuple(int(n) for n in args.points.split(","))
-    settings = load_model(args.model, device="cpu").settings
+    settings = load_model(args.model, device="cpu").settings.with_overrides(args.set)
     rows = [bound_row(path, counts, settings) for path in paths]
     if args.csv:
         with open(args.csv, "w", newline="") as handle:
