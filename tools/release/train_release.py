@@ -8,7 +8,8 @@ Each step is a config under configs/release/ (stepN_*.yaml, in order), composed 
 configs/skullfix.yaml and started from the previous step's weights (the first from the shipped
 pcc/weights/skullfix.pt). For each step the script
   1. trains (`pcc train fit`; a step whose last.ckpt exists but did not reach trainer.max_steps is resumed
-     from it; a finished one is skipped),
+     from it, its earlier log kept as metrics_before_step_N.csv beside metrics.csv, and its training minutes
+     counted on; a finished one is skipped),
   2. scores the checkpoint on the development split (tools.benchmarks.bench_implant, and
      tools.benchmarks.bench_robustness --parts varied) into runs/release/STEP/,
   3. exports it (tools.release.export_weights, its metadata nesting the previous step's) as
@@ -89,11 +90,10 @@ def run_step(config: Path, start: Path, *, root: Path, out: Path, dry_run: bool)
         if dry_run:
             return weights
         out.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        # the pcc command of this interpreter (a `pcc` on PATH may be another environment's, or missing)
-        subprocess.run([sys.executable, "-m", "pcc.cli", *train[1:]], cwd=REPO, check=True)
-        minutes = (time.perf_counter() - started) / 60 + _earlier_minutes(out)
-        (out / "train_minutes.txt").write_text(f"{minutes:.1f}\n")
+        log = checkpoint.parent.parent / "metrics.csv"
+        if reached and log.is_file():  # Lightning's CSV logger deletes the log of the run it resumes: keep it
+            log.rename(log.with_name(f"metrics_before_step_{reached}.csv"))
+        _train(train, out)
     elif dry_run:
         return weights
     minutes = _earlier_minutes(out)
@@ -119,6 +119,24 @@ def run_step(config: Path, start: Path, *, root: Path, out: Path, dry_run: bool)
     (out / "step.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"  {config.stem}: {json.dumps(figures)}", flush=True)
     return weights
+
+
+def _train(train: list[str], out: Path) -> None:
+    """Run the step's `pcc train fit` with this interpreter's pcc (a `pcc` on PATH may be another environment's, or
+    missing), keeping out/train_minutes.txt (the step's training minutes, earlier runs of it included) up to date each
+    minute, so that a run stopped part way (a session's end) still counts its minutes when the step is resumed."""
+    earlier, started = _earlier_minutes(out), time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "pcc.cli", *train[1:]], cwd=REPO)
+    while True:
+        try:
+            returncode = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            returncode = None
+        (out / "train_minutes.txt").write_text(f"{earlier + (time.perf_counter() - started) / 60:.1f}\n")
+        if returncode is not None:
+            break
+    if returncode:
+        raise subprocess.CalledProcessError(returncode, train)
 
 
 def machine() -> str:
