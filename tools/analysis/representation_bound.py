@@ -17,7 +17,6 @@ stored design's DSC. Prints one row per case and the means of the real, varied a
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from pcc.design.settings import DesignSettings
 from pcc.geometry.surface import volume_to_points
 from pcc.volume import Volume
 from tools import REPO
+from tools.analysis.rim_thickness import print_group_means, write_rows
 
 POINTS = (8192, 32768)
 
@@ -49,17 +49,8 @@ def main() -> None:
     counts = tuple(int(n) for n in args.points.split(","))
     settings = load_model(args.model, device="cpu").settings.with_overrides(args.set)
     rows = [bound_row(path, counts, settings) for path in paths]
-    if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    groups = {"real": lambda c: c.endswith("_real"), "varied": lambda c: not c.endswith("_real"),
-              "frontal": lambda c: c.endswith("_frontoorbital")}
-    for key in list(rows[0])[1:]:
-        means = "  ".join(f"{group} {np.mean([r[key] for r in rows if keep(r['case'])]):.4f}"
-                          for group, keep in groups.items())
-        print(f"{key:>14}  {means}")
+    write_rows(rows, args.csv)
+    print_group_means(rows)
 
 
 def bound_row(path: Path, counts: tuple[int, ...], settings: DesignSettings) -> dict:

@@ -18,7 +18,6 @@ Prints one row per case and the means of the real, varied and frontal (frontoorb
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from pcc.challenge.metrics import dice
 from pcc.design.rim import NEAR_DESIGN_MM, blend, plate_near_rim
 from pcc.shared_data import skullfix_training_set
 from tools import REPO
-from tools.analysis.rim_thickness import store_designs
+from tools.analysis.rim_thickness import print_group_means, store_designs, write_rows
 
 ORACLE_BANDS_MM = (2.0, 5.0, 10.0)
 CONTINUATION_BANDS_MM = (2.0, 3.5, 5.0, 7.0)
@@ -50,17 +49,8 @@ def main() -> None:
     designs = Path(args.designs)
     store_designs(Path(args.root), designs, args.model)
     rows = [continuation_row(path, bands, args.near_mm) for path in sorted(designs.glob("*.npz"))]
-    if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    groups = {"real": lambda c: c.endswith("_real"), "varied": lambda c: not c.endswith("_real"),
-              "frontal": lambda c: c.endswith("_frontoorbital")}
-    for key in list(rows[0])[1:]:
-        means = "  ".join(f"{group} {np.mean([r[key] for r in rows if keep(r['case'])]):.4f}"
-                          for group, keep in groups.items())
-        print(f"{key:>14}  {means}")
+    write_rows(rows, args.csv)
+    print_group_means(rows)
 
 
 def continuation_row(path: Path, bands_mm: tuple[float, ...], near_mm: float) -> dict:

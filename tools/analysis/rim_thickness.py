@@ -50,11 +50,7 @@ def main() -> None:
     designs = Path(args.designs)
     store_designs(Path(args.root), designs, args.model)
     rows = [thinning_row(path) for path in sorted(designs.glob("*.npz"))]
-    if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    write_rows(rows, args.csv)
     for key in list(rows[0])[6:]:
         real = [row[key] for row in rows if row["case"].endswith("_real")]
         varied = [row[key] for row in rows if not row["case"].endswith("_real")]
@@ -84,6 +80,25 @@ def store_designs(root: Path, out: Path, model_path: str | None) -> None:
         np.savez_compressed(target, defective=defective.mask()[box], truth=truth[box], pred=design[box],
                             spacing=defective.spacing, directions=defective.directions)
         print(f"designed {target.stem} in {time.perf_counter() - start:.1f} s", flush=True)
+
+
+def write_rows(rows: list[dict], path: str | None) -> None:
+    """Write one CSV row per stored design (when a path is given)."""
+    if path:
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def print_group_means(rows: list[dict]) -> None:
+    """Print, for every column after "case", its mean over the real, the varied and the frontal (frontoorbital) cases."""
+    groups = {"real": lambda c: c.endswith("_real"), "varied": lambda c: not c.endswith("_real"),
+              "frontal": lambda c: c.endswith("_frontoorbital")}
+    for key in list(rows[0])[1:]:
+        means = "  ".join(f"{group} {np.mean([r[key] for r in rows if keep(r['case'])]):.4f}"
+                          for group, keep in groups.items())
+        print(f"{key:>14}  {means}")
 
 
 def two_layer_share(mask: np.ndarray, truth: np.ndarray) -> float:
