@@ -92,7 +92,11 @@ def run_step(config: Path, start: Path, *, root: Path, out: Path, dry_run: bool)
         out.mkdir(parents=True, exist_ok=True)
         log = checkpoint.parent.parent / "metrics.csv"
         if reached and log.is_file():  # Lightning's CSV logger deletes the log of the run it resumes: keep it
-            log.rename(log.with_name(f"metrics_before_step_{reached}.csv"))
+            kept, count = log.with_name(f"metrics_before_step_{reached}.csv"), 1
+            while kept.exists():  # resumed at this step before: keep every log
+                count += 1
+                kept = log.with_name(f"metrics_before_step_{reached}_{count}.csv")
+            log.rename(kept)
         _train(train, out)
     elif dry_run:
         return weights
