@@ -90,13 +90,8 @@ def run_step(config: Path, start: Path, *, root: Path, out: Path, dry_run: bool)
         if dry_run:
             return weights
         out.mkdir(parents=True, exist_ok=True)
-        log = checkpoint.parent.parent / "metrics.csv"
-        if reached and log.is_file():  # Lightning's CSV logger deletes the log of the run it resumes: keep it
-            kept, count = log.with_name(f"metrics_before_step_{reached}.csv"), 1
-            while kept.exists():  # resumed at this step before: keep every log
-                count += 1
-                kept = log.with_name(f"metrics_before_step_{reached}_{count}.csv")
-            log.rename(kept)
+        if reached:
+            _keep_log(checkpoint.parent.parent / "metrics.csv", reached)
         _train(train, out)
     elif dry_run:
         return weights
@@ -131,16 +126,26 @@ def _train(train: list[str], out: Path) -> None:
     minute, so that a run stopped part way (a session's end) still counts its minutes when the step is resumed."""
     earlier, started = _earlier_minutes(out), time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "pcc.cli", *train[1:]], cwd=REPO)
-    while True:
+    while process.returncode is None:
         try:
-            returncode = process.wait(timeout=60)
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            returncode = None
+            pass
         (out / "train_minutes.txt").write_text(f"{earlier + (time.perf_counter() - started) / 60:.1f}\n")
-        if returncode is not None:
-            break
-    if returncode:
-        raise subprocess.CalledProcessError(returncode, train)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, train)
+
+
+def _keep_log(log: Path, reached: int) -> None:
+    """Rename a resumed step's metrics.csv to metrics_before_step_N[_K].csv: Lightning's CSV logger deletes the log
+    of the run it resumes."""
+    if not log.is_file():
+        return
+    kept, count = log.with_name(f"metrics_before_step_{reached}.csv"), 1
+    while kept.exists():  # resumed at this step before: keep every log
+        count += 1
+        kept = log.with_name(f"metrics_before_step_{reached}_{count}.csv")
+    log.rename(kept)
 
 
 def machine() -> str:
