@@ -28,7 +28,7 @@ from pcc.design.settings import DesignSettings
 from pcc.geometry.surface import volume_to_points
 from pcc.volume import Volume
 from tools import REPO
-from tools.analysis.rim_thickness import print_group_means, write_rows
+from tools.analysis.stored_designs import print_group_means, write_rows
 
 POINTS = (8192, 32768)
 

@@ -27,7 +27,7 @@ from pcc.challenge.metrics import dice
 from pcc.design.rim import NEAR_DESIGN_MM, blend, plate_near_rim
 from pcc.shared_data import skullfix_training_set
 from tools import REPO
-from tools.analysis.rim_thickness import print_group_means, store_designs, write_rows
+from tools.analysis.stored_designs import print_group_means, store_designs, write_rows
 
 ORACLE_BANDS_MM = (2.0, 5.0, 10.0)
 CONTINUATION_BANDS_MM = (2.0, 3.5, 5.0, 7.0)

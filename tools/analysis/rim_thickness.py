@@ -19,25 +19,18 @@ is met twice anyway). Prints one row per case and the means.
 from __future__ import annotations
 
 import argparse
-import csv
-import time
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from pcc.challenge.metrics import dice
-from pcc.design import design_implant, load_model
-from pcc.geometry.masks import widened_box
-from pcc.io import read_volume
-from pcc.learning.defects import SHAPES
 from pcc.shared_data import skullfix_training_set
 from tools import REPO
-from tools.benchmarks.cases import select_cases, varied_defect
+from tools.analysis.stored_designs import store_designs, write_rows
 
 VARIANTS = [(k, m) for k in (1.0, 1.2, 1.4) for m in (0.0, 0.5, 1.0)]
 RIM_MM = 10.0
-CROP_MARGIN_MM = 20.0
 
 
 def main() -> None:
@@ -55,50 +48,6 @@ def main() -> None:
         real = [row[key] for row in rows if row["case"].endswith("_real")]
         varied = [row[key] for row in rows if not row["case"].endswith("_real")]
         print(f"{key:>16}  real {np.mean(real):.4f}  varied {np.mean(varied):.4f}  worst varied {min(varied):.4f}")
-
-
-def store_designs(root: Path, out: Path, model_path: str | None) -> None:
-    """Design every development case not yet stored under `out` and keep its crop."""
-    out.mkdir(parents=True, exist_ok=True)
-    model = None
-    names = select_cases(root, "validation")
-    cases = [(name, "real") for name in names] + [(name, shape) for name in names for shape in SHAPES]
-    for name, shape in cases:
-        target = out / f"{name[:3]}_{shape}.npz"
-        if target.is_file():
-            continue
-        if model is None:
-            model = load_model(model_path, device="cpu")
-        if shape == "real":
-            defective, truth = read_volume(root / "defective_skull" / name), read_volume(root / "implant" / name).mask()
-        else:
-            defective, truth = varied_defect(read_volume(root / "complete_skull" / name), name, shape, 0)
-        start = time.perf_counter()
-        design = design_implant(defective, model).mask()
-        lower, upper = widened_box(truth | design, np.ceil(CROP_MARGIN_MM / defective.spacing).astype(int))
-        box = tuple(slice(a, b) for a, b in zip(lower, upper))
-        np.savez_compressed(target, defective=defective.mask()[box], truth=truth[box], pred=design[box],
-                            spacing=defective.spacing, directions=defective.directions)
-        print(f"designed {target.stem} in {time.perf_counter() - start:.1f} s", flush=True)
-
-
-def write_rows(rows: list[dict], path: str | None) -> None:
-    """Write one CSV row per stored design (when a path is given)."""
-    if path:
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-
-
-def print_group_means(rows: list[dict]) -> None:
-    """Print, for every column after "case", its mean over the real, the varied and the frontal (frontoorbital) cases."""
-    groups = {"real": lambda c: c.endswith("_real"), "varied": lambda c: not c.endswith("_real"),
-              "frontal": lambda c: c.endswith("_frontoorbital")}
-    for key in list(rows[0])[1:]:
-        means = "  ".join(f"{group} {np.mean([r[key] for r in rows if keep(r['case'])]):.4f}"
-                          for group, keep in groups.items())
-        print(f"{key:>14}  {means}")
 
 
 def two_layer_share(mask: np.ndarray, truth: np.ndarray) -> float:
